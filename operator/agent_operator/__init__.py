@@ -1,0 +1,3 @@
+"""flyte-agent-operator: run Flyte agents as Kubernetes controllers."""
+
+__version__ = "0.1.0"
