@@ -1,0 +1,46 @@
+"""Entry point of the `agent-operator` console script.
+
+Each sub-command lives in its own module under ``agent_operator.cli`` and exposes
+``register(subparsers)`` which adds its parser and sets ``func`` on it.  Modules are
+imported lazily by name so that a missing optional dependency of one command never
+breaks the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+#: sub-command modules, in the order ``--help`` lists them
+COMMAND_MODULES: tuple[str, ...] = (
+    "agent_operator.cli.version",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="agent-operator",
+        description="Run Flyte agents as Kubernetes controllers (AgentTask custom resources).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen sub-command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
