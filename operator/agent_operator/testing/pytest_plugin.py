@@ -1,0 +1,101 @@
+"""pytest fixtures over the real local control plane.
+
+One control plane per test session (started lazily by the first test that needs it), a fresh
+namespace per test, the real ``kubectl`` and a ``kubernetes`` client bound to it.  Set
+``AGENT_OPERATOR_KUBECONFIG`` to run the suite against an already running cluster instead
+(``make cluster-up`` prints one); the tests then never start or stop anything themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from .assets import ensure_kubectl
+from .controlplane import ControlPlane
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What a test needs to reach the API server."""
+
+    kubeconfig: Path
+    kubectl_path: Path
+    control_plane: ControlPlane | None  # None when an external cluster is used
+
+    def kubectl(self, *args: str, input: str | bytes | None = None, check: bool = True,
+                timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster; raises with its stderr when ``check`` fails."""
+        data = input.decode() if isinstance(input, bytes) else input
+        proc = subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            input=data, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed with {proc.returncode}:\n{proc.stderr}{proc.stdout}"
+            )
+        return proc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``cluster`` marker for tests that need the control plane."""
+    config.addinivalue_line("markers", "cluster: needs the real local control plane")
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[Cluster]:
+    """The session's cluster: an external one from ``AGENT_OPERATOR_KUBECONFIG`` or a fresh local one."""
+    external = os.environ.get("AGENT_OPERATOR_KUBECONFIG")
+    if external:
+        yield Cluster(Path(external), ensure_kubectl(), None)
+        return
+    cp = ControlPlane(log=lambda m: print(f"[control-plane] {m}"))
+    cp.start()
+    try:
+        yield Cluster(cp.kubeconfig, cp.assets.kubectl, cp)
+    finally:
+        cp.stop()
+
+
+@pytest.fixture
+def kubeconfig(control_plane: Cluster) -> str:
+    """Path of the admin kubeconfig of the session's cluster."""
+    return str(control_plane.kubeconfig)
+
+
+@pytest.fixture
+def kubectl(control_plane: Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``kubectl(*args, input=None, check=True)`` running the real kubectl binary."""
+    return control_plane.kubectl
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, control_plane: Cluster) -> Iterator[str]:
+    """A fresh namespace named after the test; deleted (without waiting) afterwards."""
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    control_plane.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="session")
+def k8s_api(control_plane: Cluster) -> Iterator[Any]:
+    """A ``kubernetes.client.ApiClient`` authenticated as cluster admin."""
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
