@@ -228,3 +228,18 @@ def test_invoke_runs_plain_methods_off_the_event_loop_thread() -> None:
     assert asyncio.run(main()) == (2, 6, 8)
     assert seen["thread"] != seen["loop"]
     assert seen["coro_thread"] == seen["loop"]
+
+
+def test_plain_outputs_are_typed_by_declared_output_types() -> None:
+    from flyteidl.core import types_pb2
+
+    from agent_operator.serialization import literal_map_to_plain
+
+    generic = types_pb2.LiteralType(simple=types_pb2.SimpleType.STRUCT)
+    res = Resource(phase=TaskExecution.SUCCEEDED, outputs={"info": {"a": 1}, "n": 2})
+    typed = res.to_flyte_idl({"info": generic}).outputs
+    guessed = res.to_flyte_idl().outputs
+    assert typed.literals["info"].scalar.WhichOneof("value") == "generic"
+    assert guessed.literals["info"].scalar.binary.tag == "msgpack"  # flytekit's encoding of a dict
+    assert literal_map_to_plain(typed) == {"info": {"a": 1.0}, "n": 2}
+    assert literal_map_to_plain(guessed) == {"info": {"a": 1}, "n": 2}
