@@ -5,6 +5,8 @@ Porting an agent from flytekit means changing
 ``from agent_operator.sdk import ...`` (or ``from agent_operator import ...``).
 """
 
+from flyteidl.admin.agent_pb2 import Agent
+
 from agent_operator.sdk.base import (
     AgentBase,
     AsyncAgentBase,
@@ -42,6 +44,7 @@ SyncConnectorExecutorMixin = SyncAgentExecutorMixin
 FlyteConnectorNotFound = FlyteAgentNotFound
 
 __all__ = [
+    "Agent",
     "AgentBase",
     "AgentLoadError",
     "AgentRegistry",
