@@ -132,7 +132,7 @@ def _http_exists(url: str) -> tuple[bool, str]:
 
 def _fsspec_exists(path: str, scheme: str) -> bool:
     try:
-        import fsspec  # type: ignore[import-not-found,import-untyped]
+        import fsspec
     except ImportError as e:
         raise ValueError(
             f"sensor path scheme {scheme!r} needs fsspec and its {scheme} filesystem installed in the operator"

@@ -62,7 +62,7 @@ class _LocalTaskMixin:
         self, template: tasks_pb2.TaskTemplate, resource: Resource, output_prefix: str
     ) -> literals_pb2.LiteralMap:
         if resource.phase != TaskExecution.SUCCEEDED:
-            phase = TaskExecution.Phase.Name(resource.phase)  # type: ignore[arg-type]
+            phase = TaskExecution.Phase.Name(resource.phase)
             raise FlyteUserException(
                 f"Failed to run the task {self._task_label} ({phase}) with error: {resource.message}"
             )

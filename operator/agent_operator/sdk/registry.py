@@ -14,7 +14,7 @@ import importlib
 import logging
 from collections.abc import Iterable, Iterator
 from importlib import metadata
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Union, cast
 
 from flyteidl.admin import agent_pb2
 
@@ -156,7 +156,7 @@ def _resolve(obj: Any, origin: str) -> Agent:
             if type(registered) is obj:
                 return registered
         try:
-            obj = obj()
+            obj = cast(Any, obj)()
         except TypeError as e:
             raise AgentLoadError(
                 f"{origin}: cannot instantiate {obj.__qualname__} without arguments ({e}); "

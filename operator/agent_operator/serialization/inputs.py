@@ -34,7 +34,7 @@ def is_literal_map_json(value: Mapping[str, Any]) -> bool:
 def _literal_map_from_json(value: Mapping[str, Any], field: str) -> LiteralMap:
     lm = LiteralMap()
     try:
-        json_format.ParseDict(value, lm)
+        json_format.ParseDict(dict(value), lm)
     except json_format.ParseError as e:
         raise SpecError(field, f"not a valid LiteralMap: {e}") from e
     return lm
