@@ -70,12 +70,16 @@ kubeconfig: ## print the path of the local control plane's kubeconfig
 demo: controlplane ## start the control plane and the operator, apply examples/, wait for Succeeded
 	@bash examples/demo.sh
 
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[dev,bench]'
+	@touch $@
+
 .PHONY: bench
-bench: controlplane ## benchmarks against baselines (about 10 minutes)
+bench: controlplane $(VENV)/.bench-installed ## benchmarks against baselines (about 10 minutes)
 	$(PY) -m bench.run --quick
 
 .PHONY: bench-full
-bench-full: controlplane ## the large benchmark scenarios (10,000 tasks)
+bench-full: controlplane $(VENV)/.bench-installed ## the large benchmark scenarios (10,000 tasks)
 	$(PY) -m bench.run --full
 
 .PHONY: chaos
