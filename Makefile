@@ -30,6 +30,10 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: install
 install: $(VENV)/.installed ## create .venv and install the package with the dev extra
 
+.PHONY: crds
+crds: install ## regenerate crds/ from the Python model (operator/agent_operator/crd/)
+	$(PY) -m agent_operator.crd.manifest
+
 .PHONY: controlplane
 controlplane: install ## build (or find cached / KUBEBUILDER_ASSETS) etcd, kube-apiserver, kube-controller-manager, kubectl
 	@start=$$(date +%s); \
