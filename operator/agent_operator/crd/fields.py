@@ -1,0 +1,268 @@
+"""Declarative fields: one dataclass declaration gives the OpenAPI schema, the JSON
+(camelCase) form and a checked loader.
+
+The AgentTask model in ``spec.py`` / ``status.py`` is the single source of truth: the
+CRD's ``openAPIV3Schema`` (``manifest.py``), the status patches the controller writes and
+the parsing of user manifests (``run-local`` has no API server to validate them) are all
+derived from the same field declarations, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar, Union
+
+T = TypeVar("T")
+
+#: what the API server accepts for ``format: date-time`` (RFC 3339)
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+class InvalidField(ValueError):
+    """A manifest value does not fit the AgentTask model; ``field`` is its dotted path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def api_field(
+    json: str,
+    doc: str,
+    *,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    required: bool = False,
+    **schema: Any,
+) -> Any:
+    """A dataclass field with its JSON name, its description and extra schema keywords.
+
+    ``schema`` keys are JSON-schema keywords with ``_`` for ``-`` (``x_kubernetes_validations``
+    becomes ``x-kubernetes-validations``).
+    """
+    extra = {_schema_key(k): v for k, v in schema.items()}
+    meta = {"json": json, "doc": doc, "required": required, "schema": extra}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _schema_key(name: str) -> str:
+    """``x_kubernetes_list_type`` -> ``x-kubernetes-list-type``; ``default_`` -> ``default``.
+
+    ``default`` itself is the Python default of the dataclass field, so the schema default
+    is spelled with a trailing underscore.
+    """
+    if name.startswith("x_"):
+        return name.replace("_", "-")
+    return name.rstrip("_")
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def type_schema(tp: Any) -> dict[str, Any]:
+    """The OpenAPI v3 (structural) schema of a Python type used in the model."""
+    tp, _ = _strip_optional(tp)
+    if _is_model(tp):
+        return model_schema(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return {"type": "string", "enum": [m.value for m in tp]}
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer", "format": "int64"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is str:
+        return {"type": "string"}
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return {"type": "array", "items": type_schema(args[0])}
+    if origin in (Mapping, dict, typing.Mapping) or tp in (dict, Mapping):
+        if args and args[1] is str:
+            return {"type": "object", "additionalProperties": {"type": "string"}}
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    if tp is Any:
+        return {"x-kubernetes-preserve-unknown-fields": True}
+    raise TypeError(f"no schema mapping for {tp!r}")
+
+
+def model_schema(cls: type) -> dict[str, Any]:
+    """Object schema of a model dataclass: properties, required, descriptions, extras."""
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if "json" not in meta:
+            continue
+        schema = type_schema(hints[f.name])
+        schema.update(meta["schema"])
+        schema = {"description": meta["doc"], **schema}
+        props[meta["json"]] = schema
+        if meta["required"]:
+            required.append(meta["json"])
+    out: dict[str, Any] = {"type": "object"}
+    doc = getattr(cls, "__api_doc__", None)
+    if doc:
+        out["description"] = doc
+    out["properties"] = props
+    if required:
+        out["required"] = required
+    out.update(getattr(cls, "__schema_extra__", {}))
+    return out
+
+
+def dump(value: Any) -> Any:
+    """JSON form of a model value: camelCase keys, ``None`` and empty collections omitted."""
+    if _is_model(type(value)):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            if "json" not in f.metadata:
+                continue
+            v = getattr(value, f.name)
+            if v is None or (isinstance(v, (tuple, list, dict)) and not v and not f.metadata.get("keep_empty")):
+                continue
+            out[f.metadata["json"]] = dump(v)
+        return out
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [dump(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): dump(v) for k, v in value.items()}
+    return value
+
+
+def _load_value(tp: Any, raw: Any, where: str) -> Any:
+    tp, optional = _strip_optional(tp)
+    if raw is None:
+        if optional:
+            return None
+        raise InvalidField(where, "must not be null")
+    if _is_model(tp):
+        return load(tp, raw, where)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(raw)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in tp)
+            raise InvalidField(where, f"must be one of {allowed}, got {raw!r}") from None
+    if tp is bool:
+        if not isinstance(raw, bool):
+            raise InvalidField(where, f"expected a boolean, got {type(raw).__name__}")
+        return raw
+    if tp is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise InvalidField(where, f"expected an integer, got {type(raw).__name__}")
+        return raw
+    if tp is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise InvalidField(where, f"expected a number, got {type(raw).__name__}")
+        return float(raw)
+    if tp is str:
+        if not isinstance(raw, str):
+            raise InvalidField(where, f"expected a string, got {type(raw).__name__}")
+        return raw
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is tuple:
+        if not isinstance(raw, list):
+            raise InvalidField(where, f"expected a list, got {type(raw).__name__}")
+        return tuple(_load_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(raw))
+    if origin in (Mapping, dict) or tp in (dict, Mapping):
+        if not isinstance(raw, Mapping):
+            raise InvalidField(where, f"expected a mapping, got {type(raw).__name__}")
+        if args and args[1] is str:
+            bad = [k for k, v in raw.items() if not isinstance(v, str)]
+            if bad:
+                raise InvalidField(f"{where}.{bad[0]}", "expected a string")
+        return dict(raw)
+    return raw
+
+
+def _check_bounds(meta: Mapping[str, Any], value: Any, where: str) -> None:
+    """Enforce the size keywords the CRD declares, for callers without an API server."""
+    schema = meta["schema"]
+    if isinstance(value, str):
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise InvalidField(where, f"longer than {schema['maxLength']} characters")
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            raise InvalidField(where, f"shorter than {schema['minLength']} characters")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise InvalidField(where, f"{value[:64]!r} does not match {schema['pattern']!r}")
+        if "enum" in schema and value not in schema["enum"]:
+            allowed = ", ".join(repr(v) for v in schema["enum"])
+            raise InvalidField(where, f"must be one of {allowed}, got {value[:64]!r}")
+        if schema.get("format") == "date-time" and not _RFC3339.match(value):
+            raise InvalidField(where, f"{value[:64]!r} is not an RFC 3339 date-time (e.g. 2026-01-02T15:04:05Z)")
+    if isinstance(value, tuple) and "maxItems" in schema and len(value) > schema["maxItems"]:
+        raise InvalidField(where, f"more than {schema['maxItems']} items")
+    if isinstance(value, tuple) and schema.get("x-kubernetes-list-type") == "map":
+        keys = schema["x-kubernetes-list-map-keys"]
+        seen: set[tuple[Any, ...]] = set()
+        for i, item in enumerate(value):
+            key = tuple(getattr(item, _attr_for(type(item), k)) for k in keys)
+            if key in seen:
+                raise InvalidField(f"{where}[{i}]", f"duplicate entry with {', '.join(keys)} {key[0]!r}")
+            seen.add(key)
+    if isinstance(value, dict) and "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        raise InvalidField(where, f"more than {schema['maxProperties']} entries")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise InvalidField(where, f"must be >= {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise InvalidField(where, f"must be <= {schema['maximum']}")
+
+
+def _attr_for(cls: type, json_name: str) -> str:
+    """The dataclass attribute behind a JSON field name."""
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("json") == json_name:
+            return f.name
+    raise KeyError(json_name)
+
+
+def load(cls: type[T], raw: Any, where: str) -> T:
+    """Build model ``cls`` from its JSON form, checking types and declared bounds.
+
+    Unknown keys are an error (a typo in a manifest should not be silently ignored, the
+    same way the API server prunes and ``kubectl`` warns).
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidField(where, f"expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    by_json = {f.metadata["json"]: f for f in dataclasses.fields(cls) if "json" in f.metadata}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(by_json))
+    if unknown:
+        raise InvalidField(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(by_json))})")
+    kwargs: dict[str, Any] = {}
+    for key, f in by_json.items():
+        path = f"{where}.{key}"
+        if key not in raw:
+            if f.metadata["required"]:
+                raise InvalidField(path, "required")
+            continue
+        value = _load_value(hints[f.name], raw[key], path)
+        _check_bounds(f.metadata, value, path)
+        kwargs[f.name] = value
+    return cls(**kwargs)
