@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from typing import Any, ClassVar, Union, cast
 
@@ -39,6 +39,8 @@ class AgentRegistry:
 
     _REGISTRY: ClassVar[dict[TaskCategory, Agent]] = {}
     _METADATA: ClassVar[dict[str, agent_pb2.Agent]] = {}
+    #: callables that may explain a missing category (e.g. "install the flytekit extra")
+    _NOT_FOUND_HINTS: ClassVar[list[Callable[[TaskCategory], str | None]]] = []
 
     @staticmethod
     def register(agent: Agent, override: bool = False) -> None:
@@ -87,16 +89,41 @@ class AgentRegistry:
             del AgentRegistry._METADATA[agent_name]
 
     @staticmethod
+    def unregister(task_type_name: str, task_type_version: int = 0) -> Agent | None:
+        """Remove whatever agent serves the category; returns it (None when none did).
+
+        Used when configuration hands a task type to another source (see
+        ``agent_operator.bridges.selection``).
+        """
+        category = TaskCategory(name=task_type_name, version=task_type_version)
+        agent = AgentRegistry._REGISTRY.pop(category, None)
+        if agent is not None:
+            AgentRegistry._drop_category(agent.name, category)
+        return agent
+
+    @staticmethod
     def get_agent(task_type_name: str, task_type_version: int = 0) -> Agent:
         """The agent serving ``task_type_name``/``task_type_version``, or FlyteAgentNotFound."""
         category = TaskCategory(name=task_type_name, version=task_type_version)
         agent = AgentRegistry._REGISTRY.get(category)
         if agent is None:
             known = ", ".join(sorted(str(c) for c in AgentRegistry._REGISTRY)) or "none"
+            hints = [h for h in (hint(category) for hint in AgentRegistry._NOT_FOUND_HINTS) if h]
             raise FlyteAgentNotFound(
                 f"Cannot find agent for task category: {category}. Registered task types: {known}."
+                + "".join(f" {h}" for h in hints)
             )
         return agent
+
+    @staticmethod
+    def add_not_found_hint(hint: Callable[[TaskCategory], str | None]) -> None:
+        """Append ``hint(category)`` (when not None) to every "cannot find agent" message.
+
+        Lets an optional bridge say what to install or enable for a type it could serve.
+        Adding the same callable twice has no effect.
+        """
+        if hint not in AgentRegistry._NOT_FOUND_HINTS:
+            AgentRegistry._NOT_FOUND_HINTS.append(hint)
 
     @staticmethod
     def list_agents() -> list[agent_pb2.Agent]:
@@ -134,6 +161,7 @@ class AgentRegistry:
     def snapshot() -> Iterator[None]:
         """Restore the registry to its current content on exit (for tests and tools)."""
         saved_registry = dict(AgentRegistry._REGISTRY)
+        saved_hints = list(AgentRegistry._NOT_FOUND_HINTS)
         saved_meta = {}
         for name, meta in AgentRegistry._METADATA.items():
             copy = agent_pb2.Agent()
@@ -146,6 +174,7 @@ class AgentRegistry:
             AgentRegistry._REGISTRY.update(saved_registry)
             AgentRegistry._METADATA.clear()
             AgentRegistry._METADATA.update(saved_meta)
+            AgentRegistry._NOT_FOUND_HINTS[:] = saved_hints
 
 
 def _resolve(obj: Any, origin: str) -> Agent:
