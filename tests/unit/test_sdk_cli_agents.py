@@ -44,10 +44,10 @@ def extra_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_table_lists_builtin_agents_with_kind(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["agents"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["TASK", "TYPE", "VERSION", "KIND", "NAME", "CLASS"]
+    assert lines[0].split() == ["TASK", "TYPE", "VERSION", "KIND", "SOURCE", "NAME", "CLASS"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["sensor"][:3] == ["sensor", "0", "async"]
-    assert rows["webhook"][:3] == ["webhook", "0", "sync"]
+    assert rows["sensor"][:4] == ["sensor", "0", "async", "builtin"]
+    assert rows["webhook"][:4] == ["webhook", "0", "sync", "builtin"]
     assert rows["webhook"][-1] == "agent_operator.agents.webhook:WebhookAgent"
 
 
@@ -56,7 +56,8 @@ def test_json_output_includes_agents_given_with_agent_flag(capsys: pytest.Captur
     rows = json.loads(capsys.readouterr().out)
     echo = [r for r in rows if r["taskType"] == "echo"]
     assert echo == [
-        {"name": "Echo", "taskType": "echo", "taskTypeVersion": 2, "kind": "sync", "class": extra_agent}
+        {"name": "Echo", "taskType": "echo", "taskTypeVersion": 2, "kind": "sync", "source": "builtin",
+         "class": extra_agent}
     ]
 
 

@@ -1,7 +1,8 @@
 """`agent-operator agents`: list the agents this process can load, as the operator would.
 
-Loads built-in and installed agents from the ``agent_operator.agents`` entry points plus
-``--agent module:Class`` specs, then prints one row per task category.  Useful to check
+Loads agents exactly as ``run`` does (:mod:`agent_operator.cli.agent_sources`: entry
+points, ``--agent`` specs, the flytekit bridge, remote agent services), then prints one
+row per task category with the source serving it.  Useful to check
 an image before deploying it: an agent missing here is an AgentTask failing with
 ``AgentNotFound`` later.
 """
@@ -15,24 +16,17 @@ from typing import Any
 
 import yaml
 
-from agent_operator.sdk import AgentLoadError, AgentRegistry, SyncAgentBase, load_agents
+from agent_operator.bridges.selection import source_of
+from agent_operator.cli import agent_sources
+from agent_operator.sdk import AgentLoadError, AgentRegistry, SyncAgentBase
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``agents`` sub-command."""
-    p = sub.add_parser("agents", help="list the agents that are loaded (entry points and --agent specs)")
-    p.add_argument(
-        "--agent",
-        action="append",
-        default=[],
-        metavar="MODULE:CLASS",
-        help="also load this agent (a class or an instance); repeatable",
+    p = sub.add_parser(
+        "agents", help="list the agents that are loaded (entry points, --agent specs, flytekit, remote services)"
     )
-    p.add_argument(
-        "--no-entry-points",
-        action="store_true",
-        help="do not load agents from the 'agent_operator.agents' entry points",
-    )
+    agent_sources.add_arguments(p)
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     p.set_defaults(func=run)
 
@@ -48,6 +42,7 @@ def describe() -> list[dict[str, Any]]:
                 "taskType": agent.task_category.name,
                 "taskTypeVersion": agent.task_category.version,
                 "kind": "sync" if isinstance(agent, SyncAgentBase) else "async",
+                "source": source_of(agent),
                 "class": f"{cls.__module__}:{cls.__qualname__}",
             }
         )
@@ -55,8 +50,8 @@ def describe() -> list[dict[str, Any]]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = ["TASK TYPE", "VERSION", "KIND", "NAME", "CLASS"]
-    data = [[r["taskType"], str(r["taskTypeVersion"]), r["kind"], r["name"], r["class"]] for r in rows]
+    header = ["TASK TYPE", "VERSION", "KIND", "SOURCE", "NAME", "CLASS"]
+    data = [[r["taskType"], str(r["taskTypeVersion"]), r["kind"], r["source"], r["name"], r["class"]] for r in rows]
     widths = [max(len(row[i]) for row in [header, *data]) for i in range(len(header))]
     lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *data]]
     return "\n".join(lines)
@@ -65,11 +60,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Load agents and print them; exit 1 naming the broken spec when one fails to load."""
     try:
-        load_agents(args.agent, entry_points=not args.no_entry_points)
+        agent_sources.load(args)
     except (AgentLoadError, ValueError) as e:
         print(f"agent-operator agents: {e}", file=sys.stderr)
         return 1
-    rows = describe()
+    try:
+        rows = describe()
+    finally:
+        agent_sources.close()
     if args.output == "json":
         print(json.dumps(rows, indent=2))
     elif args.output == "yaml":
