@@ -148,7 +148,7 @@ class _FlytekitMixin:
 
     def _setup(self, connector: Any) -> None:
         self.connector = connector
-        self.name = f"{connector.name} (flytekit)"  # type: ignore[misc]
+        self.name = f"{connector.name} (flytekit)"
 
 
 class FlytekitAsyncAgent(_FlytekitMixin, AsyncAgentBase):

@@ -47,7 +47,7 @@ def resource_from_remote(pb: agent_pb2.Resource) -> Resource:
       FAILED, and its code prefixes the message so it reaches the AgentTask status.
     """
     resource = Resource.from_flyte_idl(pb)
-    phase = pb.phase
+    phase: int = pb.phase
     if phase == Phase.UNDEFINED:
         phase = _STATE_TO_PHASE.get(pb.state, Phase.RETRYABLE_FAILED)
     if pb.HasField("agent_error") and phase in _FAILURE_PHASES:
@@ -73,7 +73,7 @@ class _RemoteMixin:
         self.remote_name = remote_name
         self.deployment_id = deployment_id
         # shown by `agent-operator agents`: which service runs the type
-        self.name = f"{remote_name} @ {deployment_id}"  # type: ignore[misc]
+        self.name = f"{remote_name} @ {deployment_id}"
 
 
 class RemoteAsyncAgent(_RemoteMixin, AsyncAgentBase):
@@ -85,7 +85,7 @@ class RemoteAsyncAgent(_RemoteMixin, AsyncAgentBase):
         )
         self._setup(client, remote_name, deployment_id)
 
-    async def create(
+    async def create(  # type: ignore[override]  # the SDK accepts async methods (see sdk.invoke)
         self,
         task_template: TaskTemplate,
         output_prefix: str,
@@ -97,12 +97,12 @@ class RemoteAsyncAgent(_RemoteMixin, AsyncAgentBase):
         data = await self.client.create_task(task_template, output_prefix, inputs, task_execution_metadata)
         return OpaqueResourceMeta(data=data)
 
-    async def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
+    async def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:  # type: ignore[override]
         """Forward to ``GetTask``."""
         pb = await self.client.get_task(self.task_category, resource_meta.encode())
         return resource_from_remote(pb)
 
-    async def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
+    async def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:  # type: ignore[override]
         """Forward to ``DeleteTask``."""
         await self.client.delete_task(self.task_category, resource_meta.encode())
 
@@ -120,7 +120,7 @@ class RemoteSyncAgent(_RemoteMixin, SyncAgentBase):
         super().__init__(task_type_name=category.name, task_type_version=category.version)
         self._setup(client, remote_name, deployment_id)
 
-    async def do(
+    async def do(  # type: ignore[override]  # the SDK accepts async methods (see sdk.invoke)
         self,
         task_template: TaskTemplate,
         output_prefix: str,

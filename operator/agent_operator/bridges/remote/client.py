@@ -68,7 +68,8 @@ class RemoteAgentClient:
             response = await stub.GetTask(request, timeout=self.deployment.timeout_for("GetTask"))
         except grpc.RpcError as err:
             raise self._error(err, "GetTask") from None
-        return response.resource
+        resource: agent_pb2.Resource = response.resource
+        return resource
 
     async def delete_task(self, category: TaskCategory, resource_meta: bytes) -> None:
         """``DeleteTask``: stop the job (the service must make this idempotent)."""

@@ -254,16 +254,18 @@ def parse_remote_config(doc: Any) -> RemoteConfig:
             unknown_route = sorted(set(target) - {"agent", "version", "sync"})
             if unknown_route:
                 raise RemoteConfigError(where, f"unknown field(s) {unknown_route}; known: agent, version, sync")
-            dep_id = _opt_str(target.get("agent"), f"{where}.agent")
+            target_id = _opt_str(target.get("agent"), f"{where}.agent")
             version = target.get("version", 0)
             if not isinstance(version, int) or isinstance(version, bool):
                 raise RemoteConfigError(f"{where}.version", f"expected an integer, got {version!r}")
             sync = _bool(target.get("sync", False), f"{where}.sync")
         else:
-            dep_id = _opt_str(target, where)
-        if dep_id is None or dep_id not in deployments:
-            raise RemoteConfigError(where, f"names agent {dep_id!r}, which is not configured; known: {sorted(deployments)}")
-        routes.append(StaticRoute(TaskCategory(str(task_type), version), dep_id, sync))
+            target_id = _opt_str(target, where)
+        if target_id is None or target_id not in deployments:
+            raise RemoteConfigError(
+                where, f"names agent {target_id!r}, which is not configured; known: {sorted(deployments)}"
+            )
+        routes.append(StaticRoute(TaskCategory(str(task_type), version), target_id, sync))
     poll = parse_seconds(body.get("pollInterval", 60), "pollInterval")
     sources = {str(k): str(v) for k, v in _mapping(body.get("agentSources"), "agentSources").items()}
     return RemoteConfig(

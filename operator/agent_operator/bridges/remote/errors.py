@@ -10,6 +10,8 @@ agent raised; flytekit puts its traceback in the details), UNIMPLEMENTED, ...
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from agent_operator.sdk import TransientAgentError
@@ -34,7 +36,7 @@ def _retry_after(err: grpc.RpcError) -> float | None:
         from google.rpc import error_details_pb2, status_pb2
     except ImportError:  # pragma: no cover - googleapis-common-protos comes with flyteidl
         return None
-    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    trailing: Any = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
     for key, value in trailing or ():
         if key != "grpc-status-details-bin":
             continue
@@ -46,7 +48,7 @@ def _retry_after(err: grpc.RpcError) -> float | None:
         for detail in status.details:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
-                return max(info.retry_delay.ToNanoseconds() / 1e9, 0.0)
+                return max(float(info.retry_delay.ToNanoseconds()) / 1e9, 0.0)
     return None
 
 

@@ -36,6 +36,8 @@ from agent_operator.sdk import (
 from agent_operator.sdk.registry import Agent
 
 log = logging.getLogger(__name__)
+#: the servicer context; request/response types vary per RPC
+Context = grpc.aio.ServicerContext[Any, Any]
 Phase = execution_pb2.TaskExecution
 
 _PHASE_TO_STATE: dict[int, int] = {
@@ -114,7 +116,7 @@ async def _call(operation: str, category: TaskCategory, func: Any, **kwargs: Any
                      f"{type(e).__name__}: {e}") from None
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: _Abort) -> NoReturn:
+async def _abort(context: Context, err: _Abort) -> NoReturn:
     if err.retry_after is not None:
         from google.protobuf import any_pb2, duration_pb2
         from google.rpc import error_details_pb2, status_pb2
@@ -148,7 +150,7 @@ def _decode(agent: AsyncAgentBase, data: bytes) -> Any:
 class AsyncAgentServicer(agent_pb2_grpc.AsyncAgentServiceServicer):
     """CreateTask / GetTask / DeleteTask / GetTaskLogs / GetTaskMetrics over the registry."""
 
-    async def CreateTask(self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext) -> agent_pb2.CreateTaskResponse:  # noqa: N802
+    async def CreateTask(self, request: agent_pb2.CreateTaskRequest, context: Context) -> agent_pb2.CreateTaskResponse:  # noqa: N802
         category = TaskCategory(request.template.type, request.template.task_type_version)
         try:
             agent = _async_agent(category)
@@ -165,7 +167,7 @@ class AsyncAgentServicer(agent_pb2_grpc.AsyncAgentServiceServicer):
         except _Abort as e:
             await _abort(context, e)
 
-    async def GetTask(self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext) -> agent_pb2.GetTaskResponse:  # noqa: N802
+    async def GetTask(self, request: agent_pb2.GetTaskRequest, context: Context) -> agent_pb2.GetTaskResponse:  # noqa: N802
         category = _category(request)
         try:
             agent = _async_agent(category)
@@ -174,7 +176,7 @@ class AsyncAgentServicer(agent_pb2_grpc.AsyncAgentServiceServicer):
         except _Abort as e:
             await _abort(context, e)
 
-    async def DeleteTask(self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext) -> agent_pb2.DeleteTaskResponse:  # noqa: N802
+    async def DeleteTask(self, request: agent_pb2.DeleteTaskRequest, context: Context) -> agent_pb2.DeleteTaskResponse:  # noqa: N802
         category = _category(request)
         try:
             agent = _async_agent(category)
@@ -183,7 +185,7 @@ class AsyncAgentServicer(agent_pb2_grpc.AsyncAgentServiceServicer):
         except _Abort as e:
             await _abort(context, e)
 
-    async def GetTaskMetrics(self, request: agent_pb2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext) -> agent_pb2.GetTaskMetricsResponse:  # noqa: N802
+    async def GetTaskMetrics(self, request: agent_pb2.GetTaskMetricsRequest, context: Context) -> agent_pb2.GetTaskMetricsResponse:  # noqa: N802
         category = _category(request)
         try:
             agent = _async_agent(category)
@@ -194,7 +196,7 @@ class AsyncAgentServicer(agent_pb2_grpc.AsyncAgentServiceServicer):
         except _Abort as e:
             await _abort(context, e)
 
-    async def GetTaskLogs(self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:  # noqa: N802
+    async def GetTaskLogs(self, request: agent_pb2.GetTaskLogsRequest, context: Context) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:  # noqa: N802
         category = _category(request)
         try:
             agent = _async_agent(category)
@@ -211,7 +213,7 @@ class AsyncAgentServicer(agent_pb2_grpc.AsyncAgentServiceServicer):
 class SyncAgentServicer(agent_pb2_grpc.SyncAgentServiceServicer):
     """ExecuteTaskSync: header (template, output prefix), then inputs; one header back."""
 
-    async def ExecuteTaskSync(self, request_iterator: AsyncIterator[agent_pb2.ExecuteTaskSyncRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[agent_pb2.ExecuteTaskSyncResponse]:  # noqa: N802
+    async def ExecuteTaskSync(self, request_iterator: AsyncIterator[agent_pb2.ExecuteTaskSyncRequest], context: Context) -> AsyncIterator[agent_pb2.ExecuteTaskSyncResponse]:  # noqa: N802
         try:
             first = await anext(request_iterator, None)
             if first is None or not first.HasField("header"):
@@ -240,10 +242,10 @@ class SyncAgentServicer(agent_pb2_grpc.SyncAgentServiceServicer):
 class AgentMetadataServicer(agent_pb2_grpc.AgentMetadataServiceServicer):
     """ListAgents / GetAgent from the registry's metadata view."""
 
-    async def ListAgents(self, request: agent_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ListAgentsResponse:  # noqa: N802
+    async def ListAgents(self, request: agent_pb2.ListAgentsRequest, context: Context) -> agent_pb2.ListAgentsResponse:  # noqa: N802
         return agent_pb2.ListAgentsResponse(agents=AgentRegistry.list_agents())
 
-    async def GetAgent(self, request: agent_pb2.GetAgentRequest, context: grpc.aio.ServicerContext) -> agent_pb2.GetAgentResponse:  # noqa: N802
+    async def GetAgent(self, request: agent_pb2.GetAgentRequest, context: Context) -> agent_pb2.GetAgentResponse:  # noqa: N802
         try:
             return agent_pb2.GetAgentResponse(agent=AgentRegistry.get_agent_metadata(request.name))
         except FlyteAgentNotFound as e:
