@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agent_operator.cli.version",
     "agent_operator.cli.agents",
     "agent_operator.cli.render",
+    "agent_operator.cli.validate",
     "agent_operator.cli.serve",
 )
 
