@@ -8,6 +8,7 @@ a task failure with reason ``InvalidSpec``, not a malformed Kubernetes object.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,6 +21,10 @@ MIN_POLL_INTERVAL = "1s"
 MAX_TEMPLATE_BASE64 = 1024 * 1024
 MAX_INPUTS_BASE64 = 512 * 1024
 MAX_SECRET_REFS = 16
+#: JSON forms are bounded like the base64 ones; the API server cannot measure a nested
+#: object, so only the model (validate, run-local, the operator) enforces these two
+MAX_TEMPLATE_JSON = MAX_TEMPLATE_BASE64
+MAX_INPUTS_JSON = MAX_INPUTS_BASE64
 #: a Kubernetes object name (RFC 1123 subdomain), as Secrets and ServiceAccounts use
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -27,6 +32,11 @@ IMMUTABLE_MESSAGE = (
     "spec is immutable: an AgentTask runs one task exactly once; to run a different task "
     "create a new AgentTask (or delete this one and create it again)"
 )
+
+
+def _json_size(value: Any) -> int:
+    """Characters of the compact JSON form (what the API server stores)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
 
 
 def _guarded(rule: str) -> str:
@@ -181,6 +191,11 @@ class AgentTaskSpec:
             raise InvalidField(f"{where}.taskTemplate", "set exactly one of spec.taskTemplate or spec.taskTemplateBase64")
         if spec.inputs is not None and spec.inputs_base64 is not None:
             raise InvalidField(f"{where}.inputs", "set at most one of spec.inputs or spec.inputsBase64")
+        for name, value, limit in (("taskTemplate", spec.task_template, MAX_TEMPLATE_JSON),
+                                   ("inputs", spec.inputs, MAX_INPUTS_JSON)):
+            if value is not None and _json_size(value) > limit:
+                raise InvalidField(f"{where}.{name}", f"larger than {limit // 1024} KiB as JSON; "
+                                   f"large data belongs in blob storage, passed by reference")
         for name in ("timeout", "pollInterval"):
             value = raw.get(name) if isinstance(raw, Mapping) else None
             if value is None:
