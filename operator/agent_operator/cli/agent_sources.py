@@ -97,6 +97,7 @@ def load(args: argparse.Namespace) -> None:
     remote_config = build_remote_config(args)
     selection = AgentSourceSelection.parse(getattr(args, "agent_source", []) or [], remote_config.agent_sources)
     AgentRegistry.add_not_found_hint(_flytekit_hint)
+    _state["flytekit"] = False
 
     load_agents(getattr(args, "agent", []) or [], entry_points=not getattr(args, "no_entry_points", False))
     _drop_unselected_builtins(selection)

@@ -117,8 +117,9 @@ async def from_flytekit_resource(resource: Any, template: TaskTemplate | None = 
     """flytekit Resource -> SDK Resource with outputs as a flyteidl LiteralMap.
 
     Python-valued outputs go through flytekit's TypeEngine, typed by the template's
-    declared outputs when known (so an ``int`` declared as ``float`` is a float literal),
-    otherwise guessed from the values exactly as flytekit's connector service does.
+    declared outputs when known (so an ``Optional[int]`` output is a union literal, as
+    the task's interface says), otherwise - or when the values do not fit the declared
+    types - guessed from the values exactly as flytekit's connector service does.
     """
     if not isinstance(resource, FkResource):
         if isinstance(resource, Resource):
@@ -129,14 +130,18 @@ async def from_flytekit_resource(resource: Any, template: TaskTemplate | None = 
         hints = _output_python_types(template)
         if hints and set(outputs) <= set(hints):
             ctx = FlyteContextManager.current_context()
-            lm = await TypeEngine.dict_to_literal_map_pb(ctx, outputs, hints)
-            return Resource(
-                phase=resource.phase,
-                message=resource.message,
-                log_links=list(resource.log_links) if resource.log_links else None,
-                outputs=lm,
-                custom_info=resource.custom_info,
-            )
+            try:
+                lm = await TypeEngine.dict_to_literal_map_pb(ctx, outputs, hints)
+            except Exception as e:  # noqa: BLE001 - e.g. an int for a declared float: convert as flytekit's service does
+                log.debug("typed output conversion of %s failed (%s); guessing types from the values", list(outputs), e)
+            else:
+                return Resource(
+                    phase=resource.phase,
+                    message=resource.message,
+                    log_links=list(resource.log_links) if resource.log_links else None,
+                    outputs=lm,
+                    custom_info=resource.custom_info,
+                )
     pb: agent_pb2.Resource = await resource.to_flyte_idl()
     return Resource.from_flyte_idl(pb)
 
