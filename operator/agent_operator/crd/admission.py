@@ -23,6 +23,7 @@ from typing import Any
 from agent_operator.crd.fields import InvalidField
 from agent_operator.crd.names import API_VERSION, KIND
 from agent_operator.crd.resource import AgentTask, load_agent_task
+from agent_operator.crd.spec import IMMUTABLE_MESSAGE
 
 TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 
@@ -113,3 +114,16 @@ def admission_check(obj: Any) -> AgentTask:
     if "spec" not in obj:
         raise InvalidField("spec", "required")
     return load_agent_task({"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": obj["spec"]})
+
+
+def admission_check_update(old: Any, new: Any) -> AgentTask:
+    """Check an update of ``old`` to ``new``: ``new`` must be valid and keep the spec unchanged.
+
+    Mirrors the CRD's ``self == oldSelf`` rule on ``spec`` (after defaulting, so omitting
+    a defaulted field is not a change).
+    """
+    task = admission_check(new)
+    before = admission_check(old)
+    if before.spec != task.spec:
+        raise InvalidField("spec", IMMUTABLE_MESSAGE)
+    return task

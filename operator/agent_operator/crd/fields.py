@@ -9,6 +9,8 @@ derived from the same field declarations, so they cannot disagree.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import enum
 import re
@@ -200,6 +202,15 @@ def _load_value(tp: Any, raw: Any, where: str) -> Any:
     return raw
 
 
+def _is_base64(value: str) -> bool:
+    """The API server's ``format: byte``: Go's ``base64.StdEncoding`` (CR/LF ignored)."""
+    try:
+        base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
 def _check_bounds(meta: Mapping[str, Any], value: Any, where: str) -> None:
     """Enforce the size keywords the CRD declares, for callers without an API server."""
     schema = meta["schema"]
@@ -213,6 +224,8 @@ def _check_bounds(meta: Mapping[str, Any], value: Any, where: str) -> None:
         if "enum" in schema and value not in schema["enum"]:
             allowed = ", ".join(repr(v) for v in schema["enum"])
             raise InvalidField(where, f"must be one of {allowed}, got {value[:64]!r}")
+        if schema.get("format") == "byte" and not _is_base64(value):
+            raise InvalidField(where, "not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with '=')")
         if schema.get("format") == "date-time" and not _RFC3339.match(value):
             raise InvalidField(where, f"{value[:64]!r} is not an RFC 3339 date-time (e.g. 2026-01-02T15:04:05Z)")
     if isinstance(value, tuple) and "maxItems" in schema and len(value) > schema["maxItems"]:

@@ -105,8 +105,9 @@ class AgentTaskSpec:
     )
     task_template_base64: str | None = api_field(
         "taskTemplateBase64",
-        "The flyteidl core.TaskTemplate as base64 of its binary protobuf encoding.",
-        default=None, maxLength=MAX_TEMPLATE_BASE64,
+        "The flyteidl core.TaskTemplate as base64 (standard alphabet, padded) of its binary "
+        "protobuf encoding.",
+        default=None, maxLength=MAX_TEMPLATE_BASE64, format="byte",
     )
     inputs: Mapping[str, Any] | None = api_field(
         "inputs",
@@ -117,8 +118,8 @@ class AgentTaskSpec:
     )
     inputs_base64: str | None = api_field(
         "inputsBase64",
-        "Task inputs as base64 of a binary flyteidl core.LiteralMap.",
-        default=None, maxLength=MAX_INPUTS_BASE64,
+        "Task inputs as base64 (standard alphabet, padded) of a binary flyteidl core.LiteralMap.",
+        default=None, maxLength=MAX_INPUTS_BASE64, format="byte",
     )
     output_prefix: str | None = api_field(
         "outputPrefix",
