@@ -123,7 +123,12 @@ class RemoteConfig:
 
 
 def parse_seconds(value: Any, where: str, *, allow_zero: bool = True) -> float:
-    """Seconds from ``10s`` / ``1m30s`` / ``1.5s`` / a number; ``where`` names the field in errors."""
+    """Seconds from ``10s`` / ``1m30s`` / ``1.5s`` / a number (or its text, as flags give it)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
     d = to_duration(value)
     if d is None:
         raise RemoteConfigError(where, f"expected a duration such as 10s, 1m30s or a number of seconds, got {value!r}")
