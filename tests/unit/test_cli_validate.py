@@ -1,0 +1,147 @@
+"""`agent-operator validate`: offline admission checks, decoding, agents, CI-friendly output."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from admission_cases import CASES, SPEC_UPDATES, BadInput, manifest
+from agent_operator.cli.main import build_parser, main
+from agent_operator.cli.validate import Options, validate_document, validate_text
+from agent_operator.crd.admission import admission_check_update
+from agent_operator.crd.fields import InvalidField
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "flytekit"
+KNOWN = frozenset({("sensor", 0), ("webhook", 0)})
+
+
+def _run(argv: list[str], stdin: str = "") -> tuple[int, str]:
+    args = build_parser().parse_args(["validate", *argv])
+    out = io.StringIO()
+    code = args.func(args, stdin=io.StringIO(stdin), out=out)
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_every_admission_case_is_rejected_offline_naming_the_same_field(case: BadInput) -> None:
+    result = validate_document(case.obj, "case.yaml", 1, Options(known_task_types=KNOWN))
+    errors = [f for f in result.findings if f.severity == "error"]
+    assert not result.valid and errors[0].field == case.field, errors
+
+
+@pytest.mark.parametrize(("change_id", "change"), SPEC_UPDATES, ids=[u[0] for u in SPEC_UPDATES])
+def test_spec_update_is_rejected_offline_with_the_immutability_message(change_id: str, change: dict[str, Any]) -> None:
+    with pytest.raises(InvalidField) as err:
+        admission_check_update(manifest("t"), manifest("t", spec=change))
+    assert err.value.field == "spec" and "create a new AgentTask" in err.value.message
+
+
+def test_omitting_a_defaulted_field_is_not_a_spec_change() -> None:
+    admission_check_update(manifest("t", spec={"maxAttempts": 1, "deletionPolicy": "Delete"}), manifest("t"))
+
+
+def test_valid_manifest_passes_and_other_kinds_are_skipped() -> None:
+    text = yaml.safe_dump_all([manifest("ok"), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}])
+    code, out = _run(["--no-agents", "-"], stdin=text)
+    assert code == 0
+    assert "<stdin>:1: AgentTask ok is valid" in out and "<stdin>:2: skipped (ConfigMap)" in out
+
+
+def test_errors_are_reported_as_file_doc_field_message(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump_all([manifest("a"), manifest("b", spec={"timeout": "0s"})]))
+    code, out = _run(["--no-agents", "-q", str(path)])
+    assert code == 1
+    assert f"{path}:2: spec.timeout: spec.timeout must be greater than 0" in out.splitlines()
+    assert ":1:" not in out
+
+
+def test_decoding_errors_name_the_field_inside_template_and_inputs() -> None:
+    cases = {
+        "spec.inputs.path": manifest(spec={"inputs": {"path": 3}}),
+        "spec.inputs.nope": manifest(spec={"inputs": {"path": "/x", "nope": 1}}),
+        "spec.taskTemplate.type": manifest(spec={"taskTemplate": {"id": {"name": "x"}}}),
+        "spec.taskTemplateBase64": manifest(spec={"taskTemplate": None,
+                                                  "taskTemplateBase64": base64.b64encode(b"\xff\xff\xff").decode()}),
+    }
+    for field, obj in cases.items():
+        result = validate_document(obj, "f", 1, Options())
+        assert [f.field for f in result.findings] == [field], (field, result.findings)
+
+
+def test_typed_inputs_fixture_decodes_with_plain_values() -> None:
+    template = json.loads((FIXTURES / "typed_inputs.template.json").read_text())
+    inputs = {"i": 1, "f": 1.5, "s": "x", "b": True, "when": "2026-01-02T03:04:05Z", "wait": "90s",
+              "ints": [1, 2], "weights": {"a": 0.5}, "doc": "/tmp/doc.txt", "extra": {"k": [1]}}
+    obj = manifest(spec={"taskTemplate": template, "inputs": inputs})
+    # a YAML timestamp stays a string, as kubectl sends it
+    result = validate_text(yaml.safe_dump(obj).replace("'2026-01-02T03:04:05Z'", "2026-01-02T03:04:05Z"), "f", Options())
+    assert result[0].valid, result[0].findings
+
+
+def test_base64_template_from_a_pyflyte_fixture_is_accepted() -> None:
+    data = base64.b64encode((FIXTURES / "file_sensor.template.pb").read_bytes()).decode()
+    obj = manifest(spec={"taskTemplate": None, "taskTemplateBase64": data})
+    assert validate_document(obj, "f", 1, Options(known_task_types=KNOWN)).findings == []
+
+
+def test_unknown_task_type_is_a_warning_unless_agents_strict() -> None:
+    obj = manifest(spec={"taskTemplate": {"type": "bigquery"}, "inputs": None})
+    lenient = validate_document(obj, "f", 1, Options(known_task_types=KNOWN))
+    assert lenient.valid and [f.severity for f in lenient.findings] == ["warning"]
+    assert "bigquery" in lenient.findings[0].message and "sensor" in lenient.findings[0].message
+    strict = validate_document(obj, "f", 1, Options(known_task_types=KNOWN, agents_strict=True))
+    assert not strict.valid and strict.findings[0].field == "spec.taskTemplate.type"
+
+
+def test_agents_strict_uses_the_agents_the_operator_would_load() -> None:
+    obj = manifest(spec={"taskTemplate": {"type": "bigquery"}, "inputs": None})
+    code, out = _run(["--agents-strict", "--flytekit", "off", "-q", "-"], stdin=yaml.safe_dump(obj))
+    assert code == 1 and "no loaded agent serves task type 'bigquery'" in out
+    code, _ = _run(["--agents-strict", "--flytekit", "off", "-q", "-"], stdin=yaml.safe_dump(manifest()))
+    assert code == 0
+
+
+def test_json_output_for_ci() -> None:
+    text = yaml.safe_dump_all([manifest("a"), manifest("b", spec={"maxAttempts": 0})])
+    code, out = _run(["--no-agents", "-o", "json", "-"], stdin=text)
+    payload = json.loads(out)
+    assert code == 1 and payload["valid"] is False
+    second = payload["documents"][1]
+    assert second["index"] == 2 and second["name"] == "b" and second["valid"] is False
+    assert second["findings"] == [{"severity": "error", "field": "spec.maxAttempts", "message": "must be >= 1"}]
+
+
+def test_unreadable_or_unparsable_files_exit_2(tmp_path: Path) -> None:
+    code, out = _run(["--no-agents", str(tmp_path / "missing.yaml")])
+    assert code == 2 and "cannot read" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spec: [unclosed\n")
+    code, out = _run(["--no-agents", str(bad)])
+    assert code == 2 and "not valid YAML" in out
+
+
+def test_list_kind_and_generate_name_are_understood() -> None:
+    item = manifest()
+    item["metadata"] = {"generateName": "sensor-"}
+    code, out = _run(["--no-agents", "-"], stdin=yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [item]}))
+    assert code == 0 and "(generated name) is valid" in out
+
+
+def test_status_in_a_manifest_is_a_warning() -> None:
+    obj = {**manifest(), "status": {"phase": "Succeeded"}}
+    result = validate_document(obj, "f", 1, Options())
+    assert result.valid and result.findings[0].field == "status"
+
+
+def test_console_script_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(manifest("x", spec={"pollInterval": "100ms"})))
+    assert main(["validate", "--no-agents", str(path)]) == 1
+    assert "spec.pollInterval: spec.pollInterval must be at least 1s" in capsys.readouterr().out
