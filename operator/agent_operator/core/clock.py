@@ -1,0 +1,18 @@
+"""Time as the API server writes it (RFC 3339, seconds, UTC) and as the core computes (epoch floats)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def format_time(ts: float) -> str:
+    """``2026-01-02T03:04:05Z`` (metav1.Time precision: whole seconds)."""
+    return dt.datetime.fromtimestamp(int(ts), tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds of an RFC 3339 time (``Z`` or offset, optional fraction)."""
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.timestamp()

@@ -1,0 +1,79 @@
+"""kstatus conditions in ``metav1.Condition`` shape.
+
+* in progress: ``Reconciling=True``, ``Ready=False``, ``Succeeded=Unknown``
+* succeeded:   ``Ready=True``, ``Succeeded=True``, no abnormal condition true
+* failed / timed out / aborted: ``Stalled=True`` (Argo CD and Flux stop waiting at once),
+  ``Ready=False``, ``Succeeded=False``
+* stuck (transient errors beyond the budget, tampered resourceMeta): ``Stalled=True`` while
+  the phase stays where it was
+
+``lastTransitionTime`` changes only when a condition's ``status`` changes, so rewriting the
+same state costs nothing and status patches stay idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent_operator.core.clock import format_time
+from agent_operator.crd.phases import ConditionType, Phase
+
+TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+ORDER = (ConditionType.READY, ConditionType.SUCCEEDED, ConditionType.RECONCILING, ConditionType.STALLED)
+
+
+def desired(phase: Phase, reason: str, message: str, *, stalled: bool = False,
+            stalled_reason: str = "", stalled_message: str = "") -> dict[ConditionType, tuple[str, str, str]]:
+    """(status, reason, message) per condition type for a task in ``phase``."""
+    out: dict[ConditionType, tuple[str, str, str]] = {}
+    if phase == Phase.SUCCEEDED:
+        out[ConditionType.READY] = (TRUE, reason, message)
+        out[ConditionType.SUCCEEDED] = (TRUE, reason, message)
+        out[ConditionType.RECONCILING] = (FALSE, reason, "")
+        out[ConditionType.STALLED] = (FALSE, reason, "")
+    elif phase.terminal:
+        out[ConditionType.READY] = (FALSE, reason, message)
+        out[ConditionType.SUCCEEDED] = (FALSE, reason, message)
+        out[ConditionType.RECONCILING] = (FALSE, reason, "")
+        out[ConditionType.STALLED] = (TRUE, reason, message)
+    else:
+        out[ConditionType.READY] = (FALSE, reason, message)
+        out[ConditionType.SUCCEEDED] = (UNKNOWN, reason, message)
+        if stalled:
+            out[ConditionType.RECONCILING] = (FALSE, stalled_reason or reason, "")
+            out[ConditionType.STALLED] = (TRUE, stalled_reason or reason, stalled_message or message)
+        else:
+            out[ConditionType.RECONCILING] = (TRUE, reason, message)
+            out[ConditionType.STALLED] = (FALSE, reason, "")
+    return out
+
+
+def build(previous: Sequence[Mapping[str, Any]] | None, wanted: Mapping[ConditionType, tuple[str, str, str]],
+          *, generation: int, now: float) -> list[dict[str, Any]]:
+    """The conditions list, keeping ``lastTransitionTime`` of conditions whose status did not change."""
+    old = {str(c.get("type")): c for c in previous or () if isinstance(c, Mapping)}
+    out: list[dict[str, Any]] = []
+    for ctype in ORDER:
+        if ctype not in wanted:
+            continue
+        status, reason, message = wanted[ctype]
+        prev = old.get(ctype.value)
+        ltt = prev.get("lastTransitionTime") if prev is not None and prev.get("status") == status else None
+        out.append({
+            "type": ctype.value,
+            "status": status,
+            "reason": reason or "Unknown",
+            "message": message,
+            "lastTransitionTime": ltt or format_time(now),
+            "observedGeneration": generation,
+        })
+    return out
+
+
+def get(conditions: Sequence[Mapping[str, Any]] | None, ctype: ConditionType) -> Mapping[str, Any] | None:
+    """The condition of ``ctype`` or None."""
+    for c in conditions or ():
+        if isinstance(c, Mapping) and c.get("type") == ctype.value:
+            return c
+    return None

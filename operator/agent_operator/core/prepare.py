@@ -1,0 +1,84 @@
+"""From an AgentTask's spec to what an agent call needs: template, inputs, the agent.
+
+The spec is immutable, so drivers prepare once per uid and cache the result.  Every way
+this can fail is the user's to fix and ends the task: :class:`PrepareFailure` carries the
+reason (``InvalidSpec`` naming the field, ``AgentNotFound`` listing what is registered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+from flyteidl.core import literals_pb2, tasks_pb2
+
+from agent_operator.core.model import AgentInfo, TaskView
+from agent_operator.crd.fields import InvalidField
+from agent_operator.crd.phases import Reason
+from agent_operator.crd.spec import AgentTaskSpec
+from agent_operator.sdk import AgentRegistry, FlyteAgentNotFound, SyncAgentBase
+from agent_operator.serialization import SpecError, load_inputs, load_task_template
+
+AgentLookup = Callable[[str, int], Any]
+
+
+class PrepareFailure(Exception):
+    """The task cannot run as specified; ``reason`` is the status reason."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the agent calls of one AgentTask need, decoded once."""
+
+    spec: AgentTaskSpec
+    template: tasks_pb2.TaskTemplate
+    inputs: literals_pb2.LiteralMap | None
+    agent: Any
+    info: AgentInfo
+
+
+def _spec_field(field: str) -> str:
+    return field if field.startswith("spec") else f"spec.{field}"
+
+
+def prepare(view: TaskView, lookup: AgentLookup = AgentRegistry.get_agent) -> Prepared:
+    """Decode spec, template and inputs and find the agent, or raise PrepareFailure."""
+    try:
+        spec = AgentTaskSpec.from_dict(view.spec)
+    except InvalidField as e:
+        raise PrepareFailure(Reason.INVALID_SPEC, f"{e.field}: {e.message}") from e
+    try:
+        template = load_task_template(spec.template_value, field=spec.template_field)
+    except SpecError as e:
+        raise PrepareFailure(Reason.INVALID_SPEC, f"{_spec_field(e.field)}: {e.message}") from e
+    try:
+        agent = lookup(template.type, int(template.task_type_version))
+    except FlyteAgentNotFound as e:
+        raise PrepareFailure(Reason.AGENT_NOT_FOUND, str(e)) from e
+    inputs = None
+    if spec.inputs_value is not None:
+        try:
+            inputs = load_inputs(spec.inputs_value, template, field=spec.inputs_field)
+        except SpecError as e:
+            raise PrepareFailure(Reason.INVALID_SPEC, f"{_spec_field(e.field)}: {e.message}") from e
+    elif template.interface.inputs.variables:
+        try:
+            inputs = load_inputs({}, template, field=spec.inputs_field)
+        except SpecError as e:
+            raise PrepareFailure(Reason.INVALID_SPEC, f"{_spec_field(e.field)}: {e.message}") from e
+    interval = getattr(agent, "poll_interval", None)
+    info = AgentInfo(
+        name=str(getattr(agent, "name", type(agent).__name__)),
+        task_type=template.type,
+        task_type_version=int(template.task_type_version),
+        sync=isinstance(agent, SyncAgentBase),
+        poll_interval=float(interval) if isinstance(interval, Real) and not isinstance(interval, bool) else None,
+    )
+    return Prepared(spec=spec, template=template, inputs=inputs, agent=agent, info=info)

@@ -1,0 +1,191 @@
+"""Driving one AgentTask through decide → agent call → absorb, shared by every driver.
+
+:func:`advance` runs the state machine of one object until it has to wait (poll interval,
+backoff) or is done, calling the agent and applying decisions through a :class:`Backend`:
+the kopf controller's backend patches the API server, ``run-local``'s prints and keeps the
+object in memory, unit tests record.  Deferred statuses (``Decision.defer_write``) are
+held here and flushed with the next write or before waiting, which is what keeps a task
+at three object writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent_operator.core.identity import task_execution_metadata
+from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord, MetadataChange, TaskView
+from agent_operator.core.reconcile import Context, absorb, decide, decode_meta
+
+#: immediate transitions one ``advance`` may take before yielding (guards against loops)
+MAX_STEPS = 16
+AGENT_CALLS = (ActionKind.CREATE, ActionKind.GET, ActionKind.DELETE, ActionKind.DO)
+
+
+class Backend(Protocol):
+    """Where decisions land (API server, memory, ...)."""
+
+    async def patch_metadata(self, view: TaskView, change: MetadataChange) -> TaskView:
+        """Apply finalizer / annotation changes; return the updated object."""
+
+    async def write_status(self, view: TaskView, status: Mapping[str, Any]) -> TaskView:
+        """Replace the status (``view.status`` is what is stored now); return the updated object."""
+
+    async def release(self, view: TaskView) -> None:
+        """Remove our finalizer (the object may then disappear)."""
+
+    async def emit(self, view: TaskView, event: EventRecord) -> None:
+        """Record an Event about the object."""
+
+    async def store_outputs(self, view: TaskView, ref: str, data: bytes) -> None:
+        """Write serialized outputs to ``ref`` (called before the status pointing at them)."""
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """Bounds on agent calls: async methods and sync ``do``."""
+
+    call_timeout: float = 60.0
+    do_timeout: float = 300.0
+
+
+@dataclass
+class Progress:
+    """What a driver keeps per object between ``advance`` calls (in memory only)."""
+
+    last_call: float | None = None
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where ``advance`` stopped: the object as stored and the pending action (None: nothing)."""
+
+    view: TaskView
+    action: Action | None
+
+
+Observer = Callable[[str, str, float, "str | None"], None]
+
+
+def _noop_observer(agent: str, method: str, seconds: float, error: str | None) -> None:
+    return None
+
+
+async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
+                     limits: CallLimits) -> Answer:
+    """Make the agent call ``action`` names, bounded in time; never raises."""
+    from agent_operator.sdk import invoke
+
+    prepared = ctx.prepared
+    assert prepared is not None
+    agent = prepared.agent
+    extra: dict[str, Any] = {"secrets": {k: dict(v) for k, v in secrets.items()}} if secrets else {}
+    try:
+        if action.kind in (ActionKind.CREATE, ActionKind.DO):
+            md = task_execution_metadata(
+                namespace=view.namespace, name=view.name, uid=view.uid, attempt=action.attempt,
+                max_attempts=prepared.spec.max_attempts, template=prepared.template, labels=view.labels,
+                service_account=prepared.spec.service_account_name,
+            )
+            method = agent.create if action.kind == ActionKind.CREATE else agent.do
+            coro = invoke(method, task_template=prepared.template, output_prefix=prepared.spec.output_prefix or "",
+                          inputs=prepared.inputs, task_execution_metadata=md, **extra)
+        else:
+            meta = decode_meta(view, ctx)
+            method = agent.get if action.kind == ActionKind.GET else agent.delete
+            coro = invoke(method, resource_meta=meta, **extra)
+    except Exception as e:  # noqa: BLE001 - a broken handle is the agent's error, not ours
+        return Answer(error=e)
+    bound = limits.do_timeout if action.kind == ActionKind.DO else limits.call_timeout
+    try:
+        return Answer(value=await asyncio.wait_for(coro, timeout=bound))
+    except asyncio.TimeoutError:
+        return Answer(timed_out=True)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - classified by the core
+        return Answer(error=e)
+
+
+def _with_status(view: TaskView, status: Mapping[str, Any]) -> TaskView:
+    return dataclasses.replace(view, status=dict(status))
+
+
+async def advance(
+    view: TaskView,
+    make_context: Callable[[TaskView, float | None], Context],
+    backend: Backend,
+    progress: Progress,
+    *,
+    secrets: Callable[[TaskView], Any] | None = None,
+    limits: CallLimits = CallLimits(),
+    clock: Callable[[], float] = time.time,
+    observe: Observer = _noop_observer,
+) -> Outcome:
+    """Run ``view`` until it waits or is done; returns the pending action for the scheduler."""
+    stored = view          # the object as the backend has it
+    local = view           # with deferred status applied
+    dirty = False
+
+    async def flush() -> None:
+        nonlocal stored, local, dirty
+        if dirty:
+            stored = await backend.write_status(stored, local.status)
+            local, dirty = stored, False
+
+    secret_values: tuple[str, ...] = ()
+
+    def context() -> Context:
+        ctx = make_context(local, progress.last_call)
+        return dataclasses.replace(ctx, secret_values=ctx.secret_values + secret_values) if secret_values else ctx
+
+    ctx = context()
+    decision: Decision = decide(local, ctx, clock())
+    for _ in range(MAX_STEPS):
+        if decision.metadata is not None:
+            stored = await backend.patch_metadata(stored, decision.metadata)
+            local = dataclasses.replace(stored, status=local.status)
+        if decision.store_outputs is not None:
+            await backend.store_outputs(local, *decision.store_outputs)
+        action = decision.action
+        immediate = action.delay <= 0 and action.kind in (*AGENT_CALLS, ActionKind.REQUEUE)
+        if decision.status is not None:
+            local, dirty = _with_status(local, decision.status), True
+            if not (decision.defer_write and immediate):
+                await flush()
+        for event in decision.events:
+            await backend.emit(local, event)
+        if action.kind == ActionKind.DONE or not immediate and action.kind != ActionKind.RELEASE:
+            await flush()
+            return Outcome(stored, None if action.kind == ActionKind.DONE else action)
+        if action.kind == ActionKind.RELEASE:
+            await flush()
+            await backend.release(stored)
+            return Outcome(stored, None)
+        ctx = context()
+        if action.kind == ActionKind.REQUEUE:
+            decision = decide(local, ctx, clock())
+            continue
+        values: Mapping[str, Mapping[str, str]] = {}
+        if secrets is not None:
+            try:
+                values = await secrets(local)
+                secret_values = tuple(v for data in values.values() for v in data.values())
+                ctx = context()
+            except Exception as e:  # noqa: BLE001 - a missing Secret is retried like a transient error
+                decision = absorb(local, ctx, action, Answer(error=e), clock())
+                continue
+        started = clock()
+        answer = await call_agent(local, ctx, action, values, limits)
+        progress.last_call, progress.calls = started, progress.calls + 1
+        kind = "timeout" if answer.timed_out else (type(answer.error).__name__ if answer.error else None)
+        observe(ctx.prepared.info.name if ctx.prepared else "", action.kind.value, clock() - started, kind)
+        ctx = context()
+        decision = absorb(local, ctx, action, answer, clock())
+    await flush()
+    return Outcome(stored, Action(ActionKind.REQUEUE, delay=0.0))

@@ -1,0 +1,140 @@
+"""One scheduler for every in-flight task: a heap of due times, bounded concurrency.
+
+Instead of one asyncio task (or kopf timer) per object, which costs memory per object and
+API writes per tick, every object that waits for something has one entry in a heap.  Due
+entries run the driver's handler with at most ``max_concurrency`` handlers at a time and
+at most ``per_group`` per agent, so one slow agent cannot starve the others.  A key is
+never handled twice at once: scheduling a running key re-runs it right after it finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+log = logging.getLogger(__name__)
+
+#: a handler that raised is retried after this many seconds (it should never raise)
+HANDLER_ERROR_RETRY = 10.0
+
+
+class PollScheduler(Generic[K]):
+    """Runs ``handler(key)`` when a key is due."""
+
+    def __init__(
+        self,
+        handler: Callable[[K], Awaitable[None]],
+        *,
+        max_concurrency: int = 64,
+        per_group: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._handler = handler
+        self._clock = clock
+        self._heap: list[tuple[float, int, K]] = []
+        self._entry: dict[K, tuple[float, int]] = {}
+        self._group: dict[K, str] = {}
+        self._running: set[K] = set()
+        self._rerun: dict[K, float] = {}
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._global = asyncio.Semaphore(max_concurrency)
+        self._per_group = per_group
+        self._groups: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ API
+    def schedule(self, key: K, delay: float = 0.0, group: str | None = None, *, earliest: bool = False) -> None:
+        """Run ``key`` after ``delay`` seconds (replacing its entry; ``earliest``: only move it sooner)."""
+        due = self._clock() + max(delay, 0.0)
+        if group is not None:
+            self._group[key] = group
+        if key in self._running:
+            # whoever asks while it runs (the handler itself or a new event): re-run at the
+            # soonest requested time; re-deciding early is harmless, missing an event is not
+            prev = self._rerun.get(key)
+            self._rerun[key] = due if prev is None else min(prev, due)
+            return
+        current = self._entry.get(key)
+        if earliest and current is not None and current[0] <= due:
+            return
+        self._seq += 1
+        self._entry[key] = (due, self._seq)
+        heapq.heappush(self._heap, (due, self._seq, key))
+        if self._heap[0][2] == key:
+            self._wake.set()
+
+    def cancel(self, key: K) -> None:
+        """Forget ``key`` (a running handler finishes; it is not re-run)."""
+        self._entry.pop(key, None)
+        self._rerun.pop(key, None)
+        self._group.pop(key, None)
+
+    def due_in(self, key: K) -> float | None:
+        """Seconds until ``key`` is due (None: not scheduled)."""
+        entry = self._entry.get(key)
+        return None if entry is None else entry[0] - self._clock()
+
+    @property
+    def depth(self) -> int:
+        """Scheduled keys (waiting or due)."""
+        return len(self._entry)
+
+    @property
+    def busy(self) -> int:
+        """Handlers running now."""
+        return len(self._running)
+
+    # ------------------------------------------------------------------ loop
+    async def run(self) -> None:
+        """Dispatch due keys forever (cancel the task to stop; running handlers are cancelled)."""
+        try:
+            while True:
+                self._dispatch_due()
+                timeout = None
+                if self._heap:
+                    timeout = max(self._heap[0][0] - self._clock(), 0.0)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    def _dispatch_due(self) -> None:
+        now = self._clock()
+        while self._heap and self._heap[0][0] <= now:
+            due, seq, key = heapq.heappop(self._heap)
+            if self._entry.get(key) != (due, seq):
+                continue  # replaced or cancelled
+            del self._entry[key]
+            self._running.add(key)
+            task = asyncio.create_task(self._run_one(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_one(self, key: K) -> None:
+        group = self._groups.setdefault(self._group.get(key, ""), asyncio.Semaphore(self._per_group))
+        failed = False
+        try:
+            async with group, self._global:
+                await self._handler(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad object must not stop the others
+            log.exception("handler for %s failed; retrying in %ss", key, HANDLER_ERROR_RETRY)
+            failed = True
+        finally:
+            self._running.discard(key)
+        again = self._rerun.pop(key, None)
+        if failed and key not in self._entry:
+            self.schedule(key, HANDLER_ERROR_RETRY)
+        elif again is not None and key not in self._entry:
+            self.schedule(key, max(again - self._clock(), 0.0))

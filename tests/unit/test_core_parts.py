@@ -1,0 +1,92 @@
+"""Signing, message hygiene, conditions and the poll scheduler of the reconcile core."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent_operator.core import conditions
+from agent_operator.core.messages import MAX_MESSAGE_BYTES, clean
+from agent_operator.core.scheduler import PollScheduler
+from agent_operator.core.signing import Signer, TamperedResourceMeta
+from agent_operator.crd.phases import ConditionType, Phase
+
+
+def test_signed_resource_meta_round_trips_and_rejects_edits_and_copies() -> None:
+    s = Signer(b"0" * 32)
+    signed = s.sign(b'{"job":"a"}', uid="u1", attempt=1)
+    assert s.verify(signed, uid="u1", attempt=1) == b'{"job":"a"}'
+    with pytest.raises(TamperedResourceMeta):
+        s.verify(signed, uid="u2", attempt=1)  # copied from another object
+    with pytest.raises(TamperedResourceMeta):
+        s.verify(signed, uid="u1", attempt=2)
+    with pytest.raises(TamperedResourceMeta):
+        s.verify(signed.replace(".v", ".w", 1)[:-2] + "xx", uid="u1", attempt=1)
+    with pytest.raises(TamperedResourceMeta):
+        Signer(b"1" * 32).verify(signed, uid="u1", attempt=1)
+
+
+def test_messages_are_scrubbed_before_they_are_bounded() -> None:
+    secret = "s3cr3t-token-value"
+    text = "x" * (MAX_MESSAGE_BYTES - 5) + secret
+    out = clean(text, [secret])
+    assert secret[:5] not in out[-200:] and len(out.encode()) <= MAX_MESSAGE_BYTES
+    assert clean(f"token={secret}", [secret]) == "token=***"
+
+
+def test_failed_phase_is_stalled_and_running_is_reconciling() -> None:
+    failed = conditions.desired(Phase.FAILED, "AgentError", "boom")
+    assert failed[ConditionType.STALLED][0] == "True" and failed[ConditionType.SUCCEEDED][0] == "False"
+    running = conditions.desired(Phase.RUNNING, "Running", "")
+    assert running[ConditionType.RECONCILING][0] == "True" and running[ConditionType.SUCCEEDED][0] == "Unknown"
+
+
+def test_scheduler_runs_due_keys_once_each_with_bounded_concurrency() -> None:
+    seen: list[str] = []
+    active = 0
+    peak = 0
+
+    async def main() -> None:
+        async def handler(key: str) -> None:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.01)
+            seen.append(key)
+            active -= 1
+
+        sched: PollScheduler[str] = PollScheduler(handler, max_concurrency=2, per_group=2)
+        runner = asyncio.create_task(sched.run())
+        for i in range(6):
+            sched.schedule(f"k{i}", 0.01 * (6 - i), group="a")
+        sched.schedule("k0", 0.0, earliest=True)
+        sched.cancel("k5")
+        await asyncio.sleep(0.3)
+        runner.cancel()
+
+    asyncio.run(main())
+    assert sorted(seen) == ["k0", "k1", "k2", "k3", "k4"] and peak <= 2
+    assert seen[0] == "k0"
+
+
+def test_scheduler_reruns_a_key_scheduled_while_running() -> None:
+    runs = 0
+
+    async def main() -> None:
+        sched: PollScheduler[str]
+
+        async def handler(key: str) -> None:
+            nonlocal runs
+            runs += 1
+            if runs == 1:
+                sched.schedule(key, 0.0)
+
+        sched = PollScheduler(handler)
+        runner = asyncio.create_task(sched.run())
+        sched.schedule("a")
+        await asyncio.sleep(0.1)
+        runner.cancel()
+
+    asyncio.run(main())
+    assert runs == 2
