@@ -1,0 +1,52 @@
+"""The three contenders, each as the command line of a separate process.
+
+* ``operator``: ``agent-operator run`` (the command line ``testing.operator_proc`` builds,
+  so the benchmark runs the operator exactly as the tests and users do), with the bench
+  agents loaded by ``--agent``.
+* ``naive-kopf``: ``kopf run --standalone`` over ``bench/baselines/naive_kopf.py``.
+* ``ceiling``: ``python -m bench.baselines.ceiling``.
+
+All three watch one namespace and use the same agent concurrency.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent_operator.testing.operator_proc import OperatorProcess
+
+from .harness import ContenderProcess, python
+
+OPERATOR = "operator"
+NAIVE = "naive-kopf"
+CEILING = "ceiling"
+ALL = (OPERATOR, NAIVE, CEILING)
+AGENT_SPECS = ("bench.agents:InstantAgent", "bench.agents:LatencyAgent")
+BASELINES = Path(__file__).resolve().parent / "baselines"
+
+
+def argv(contender: str, kubeconfig: Path, namespace: str, concurrency: int,
+         operator_args: list[str] | None = None) -> list[str]:
+    """The command line that runs ``contender`` on ``namespace``."""
+    if contender == OPERATOR:
+        op = OperatorProcess(kubeconfig, namespaces=[namespace], agents=AGENT_SPECS, health_port=0,
+                             extra_args=["--max-concurrency", str(concurrency), *(operator_args or [])])
+        return op.argv()
+    if contender == NAIVE:
+        return [python(), "-m", "kopf", "run", "--standalone", "--namespace", namespace,
+                str(BASELINES / "naive_kopf.py")]
+    if contender == CEILING:
+        return [python(), "-m", "bench.baselines.ceiling", "--namespace", namespace,
+                "--concurrency", str(concurrency), "--kubeconfig", str(kubeconfig)]
+    raise ValueError(f"unknown contender {contender!r} (one of {', '.join(ALL)})")
+
+
+def process(contender: str, kubeconfig: Path, namespace: str, concurrency: int, workdir: Path,
+            tag: str, operator_args: list[str] | None = None) -> ContenderProcess:
+    """A not-yet-started contender process logging into ``workdir`` under ``<contender>-<tag>``."""
+    return ContenderProcess(
+        name=f"{contender}-{tag}",
+        argv=argv(contender, kubeconfig, namespace, concurrency, operator_args),
+        env={"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"},
+        workdir=workdir,
+    )

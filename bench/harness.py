@@ -1,0 +1,187 @@
+"""The measuring instruments: API server write counters, process RSS/CPU, contender processes.
+
+Writes are read from the API server's own ``/metrics`` (``apiserver_request_total``, by
+verb, resource and subresource), never from the contenders' claims.  Memory and CPU come
+from ``/proc`` of the contender's process.  Each contender is a separate OS process started
+with ``PR_SET_PDEATHSIG`` (via the control plane's ``processes.spawn``), so an interrupted
+benchmark leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from agent_operator.testing import processes
+from agent_operator.testing.controlplane import ControlPlane
+
+from .kube import Kube
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATED_CRD = ROOT / "crds" / "agenttasks.flyteagents.dev.yaml"
+FALLBACK_CRD = Path(__file__).resolve().parent / "crd_min.yaml"
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+_TICK = os.sysconf("SC_CLK_TCK")
+
+#: (verb, resource, subresource) -> request count
+Counts = dict[tuple[str, str, str], float]
+
+
+def install_crd(cp: ControlPlane) -> str:
+    """Apply the AgentTask CRD (the generated one if present) and wait until it is served."""
+    path = GENERATED_CRD if GENERATED_CRD.exists() else FALLBACK_CRD
+    kubectl = [str(cp.assets.kubectl), "--kubeconfig", str(cp.kubeconfig)]
+    subprocess.run([*kubectl, "apply", "-f", str(path)], check=True, capture_output=True)
+    subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/agenttasks.flyteagents.dev"], check=True, capture_output=True)
+    return str(path.relative_to(ROOT))
+
+
+async def scrape_writes(kube: Kube) -> Counts:
+    """Current ``apiserver_request_total`` of write verbs, summed over codes and scopes."""
+    text = await kube.text("/metrics")
+    counts: dict[tuple[str, str, str], float] = collections.defaultdict(float)
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_part, _, value = line.rpartition("} ")
+        labels = dict(_LABEL.findall(labels_part))
+        verb = labels.get("verb", "")
+        if verb in WRITE_VERBS:
+            counts[(verb, labels.get("resource", ""), labels.get("subresource", ""))] += float(value)
+    return dict(counts)
+
+
+def write_delta(before: Counts, after: Counts) -> Counts:
+    """Requests made between two scrapes (non-zero entries only)."""
+    out = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in set(before) | set(after)}
+    return {key: value for key, value in out.items() if value > 0}
+
+
+def label(key: tuple[str, str, str]) -> str:
+    """``PATCH agenttasks/status`` style name of a counter key."""
+    verb, resource, sub = key
+    return f"{verb} {resource}/{sub}" if sub else f"{verb} {resource}"
+
+
+# ---------------------------------------------------------------------------------- /proc
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used by ``pid`` so far (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class RssSampler:
+    """Samples a process's RSS every ``interval`` seconds on a thread; keeps peak and last."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.last = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = rss_bytes(self.pid)
+            if value:
+                self.last = value
+                self.peak = max(self.peak, value)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        """Stop sampling (keeps the figures)."""
+        self._stop.set()
+        self._thread.join()
+
+
+# ---------------------------------------------------------------------------------- contenders
+@dataclass
+class ContenderProcess:
+    """One running contender: its process, call log and output log."""
+
+    name: str
+    argv: list[str]
+    env: Mapping[str, str]
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    sampler: RssSampler | None = field(default=None, repr=False)
+
+    @property
+    def call_log(self) -> Path:
+        """The agents' call log of this contender (shared across its restarts)."""
+        return self.workdir / f"{self.name}.calls.tsv"
+
+    @property
+    def output_log(self) -> Path:
+        """stdout+stderr of the process."""
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int:
+        """PID of the running process."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> "ContenderProcess":
+        """Spawn the process and start sampling its RSS."""
+        env = {**os.environ, **self.env, "BENCH_AGENT_LOG": str(self.call_log),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
+        self.proc = processes.spawn(self.argv, self.output_log, env=env, cwd=ROOT)
+        self.started_at = time.time()
+        self.sampler = RssSampler(self.proc.pid)
+        return self
+
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> None:
+        """Raise with the tail of its log when the process died."""
+        if not self.alive():
+            raise RuntimeError(f"contender {self.name} exited:\n{processes.tail(self.output_log)}")
+
+    def stop(self) -> None:
+        """SIGTERM (then SIGKILL after 15 s) and stop sampling."""
+        processes.stop(self.proc, timeout=15.0)
+        if self.sampler:
+            self.sampler.stop()
+
+    def restart(self) -> None:
+        """Stop and start again with the same arguments (same call log)."""
+        self.stop()
+        self.restarts += 1
+        self.start()
+
+
+def python() -> str:
+    """The interpreter running the benchmark (the project venv's)."""
+    return sys.executable

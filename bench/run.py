@@ -1,0 +1,168 @@
+"""Run the benchmarks: ``python -m bench.run --quick`` (make bench) or ``--full`` (make bench-full).
+
+Starts a local control plane, installs the AgentTask CRD, runs every scenario against every
+contender (the operator, the naive kopf baseline, the ceiling) and writes
+``bench/results/<date>.json``, ``.md`` and ``.png``.  ``--quick`` scales the largest counts
+down to stay within about 10 minutes on a 2-core machine and says so in its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agent_operator.testing.controlplane import ControlPlane
+
+from . import contenders, report, scenarios
+from .harness import ROOT, install_crd
+from .kube import Kube
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: scenario sizes per mode; quick scales down what would not fit in ~10 minutes
+MODES: dict[str, dict[str, Any]] = {
+    "quick": {"burst": [100, 1000], "steady_rate": 50.0, "steady_seconds": 60.0,
+              "idle_tasks": 200, "idle_poll": "5s", "idle_window": 20.0,
+              "scale_tasks": 0, "scale_poll": "60s", "scale_window": 60.0},
+    "full": {"burst": [100, 1000, 10000], "steady_rate": 50.0, "steady_seconds": 60.0,
+             "idle_tasks": 1000, "idle_poll": "5s", "idle_window": 30.0,
+             "scale_tasks": 10000, "scale_poll": "60s", "scale_window": 120.0},
+}
+ISSUE_SIZES = {"burst": 1000, "steady_seconds": 60.0, "scale_tasks": 10000}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line flags (every size can be overridden)."""
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about 10 minutes (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 10,000-task scenarios")
+    p.add_argument("--contenders", default=",".join(contenders.ALL), help="comma-separated subset")
+    p.add_argument("--scenarios", default="burst,steady,idle,scale", help="comma-separated subset")
+    p.add_argument("--burst", type=lambda s: [int(x) for x in s.split(",")], help="burst sizes, e.g. 100,1000")
+    p.add_argument("--steady-rate", type=float)
+    p.add_argument("--steady-seconds", type=float)
+    p.add_argument("--idle-tasks", type=int)
+    p.add_argument("--scale-tasks", type=int, help="in-flight tasks of the scale scenario (0: skip)")
+    p.add_argument("--scale-contenders", default=contenders.OPERATOR, help="who runs the scale scenario")
+    p.add_argument("--concurrency", type=int, default=64, help="agent-call concurrency of every contender")
+    p.add_argument("--operator-arg", action="append", default=[], help="extra flag for agent-operator run")
+    p.add_argument("--kubeconfig", help="use this running cluster instead of starting a control plane")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument("--tag", default="", help="suffix of the result file names")
+    args = p.parse_args(argv)
+    args.mode = args.mode or "quick"
+    sizes = dict(MODES[args.mode])
+    for key in ("burst", "steady_rate", "steady_seconds", "idle_tasks", "scale_tasks"):
+        if getattr(args, key) is not None:
+            sizes[key] = getattr(args, key)
+    args.sizes = sizes
+    return args
+
+
+def scaled_down_notes(sizes: dict[str, Any]) -> list[str]:
+    """What this run measured at a smaller size than the issue asks for."""
+    notes = []
+    if max(sizes["burst"], default=0) < ISSUE_SIZES["burst"]:
+        notes.append(f"burst scaled down to {max(sizes['burst'], default=0)} tasks (issue: 1,000)")
+    if sizes["steady_seconds"] < ISSUE_SIZES["steady_seconds"]:
+        notes.append(f"steady load scaled down to {sizes['steady_seconds']:.0f} s (issue: 60 s)")
+    if sizes["scale_tasks"] < ISSUE_SIZES["scale_tasks"]:
+        notes.append(f"scale scenario (10,000 in-flight) "
+                     + ("skipped: run `make bench-full`" if not sizes["scale_tasks"]
+                        else f"scaled down to {sizes['scale_tasks']} tasks"))
+    if 10000 not in sizes["burst"]:
+        notes.append("scaling curve without the 10,000-task point (run `make bench-full`)")
+    return notes
+
+
+async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Every selected scenario for every selected contender."""
+    who = [c for c in args.contenders.split(",") if c]
+    what = set(args.scenarios.split(","))
+    sizes = args.sizes
+    results: dict[str, Any] = {"meta": meta, "burst": {}, "steady": {}, "idle": {}, "scale": {}}
+    async with Kube(kubeconfig, limit=120) as kube:
+        ctx = scenarios.Ctx(kube, kubeconfig, workdir, args.concurrency, args.operator_arg,
+                            log=lambda m: print(m, flush=True))
+        if "burst" in what:
+            for n in sizes["burst"]:
+                print(f"burst: {n} instant tasks created before each contender starts", flush=True)
+                results["burst"][str(n)] = {c: await scenarios.burst(ctx, c, n) for c in who}
+        if "steady" in what:
+            print(f"steady: {sizes['steady_rate']:.0f} tasks/s for {sizes['steady_seconds']:.0f} s, latency agent",
+                  flush=True)
+            for c in who:
+                results["steady"][c] = await scenarios.steady(ctx, c, sizes["steady_rate"], sizes["steady_seconds"])
+        if "idle" in what and sizes["idle_tasks"]:
+            print(f"idle: {sizes['idle_tasks']} running tasks polled every {sizes['idle_poll']}", flush=True)
+            for c in who:
+                results["idle"][c] = await scenarios.in_flight(ctx, c, sizes["idle_tasks"], sizes["idle_poll"],
+                                                               sizes["idle_window"])
+        if "scale" in what and sizes["scale_tasks"]:
+            print(f"scale: {sizes['scale_tasks']} in-flight tasks polled every {sizes['scale_poll']}", flush=True)
+            for c in [c for c in args.scale_contenders.split(",") if c in who]:
+                results["scale"][c] = await scenarios.in_flight(
+                    ctx, c, sizes["scale_tasks"], sizes["scale_poll"], sizes["scale_window"],
+                    restart=True, tag="scale")
+    return results
+
+
+def git_revision() -> str:
+    """The commit the benchmark ran on (with -dirty when the tree has changes)."""
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return rev
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    stamp = dt.datetime.now(dt.timezone.utc)
+    workdir = Path(tempfile.mkdtemp(prefix="agent-operator-bench-"))
+    command = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    meta: dict[str, Any] = {
+        "date": stamp.isoformat(timespec="seconds"), "mode": args.mode, "command": command.strip(),
+        "revision": git_revision(), "python": platform.python_version(), "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(), "concurrency": args.concurrency, "sizes": args.sizes,
+        "scaled_down": scaled_down_notes(args.sizes), "workdir": str(workdir),
+    }
+    for note in meta["scaled_down"]:
+        print(f"NOTE: {note}", flush=True)
+    t0 = time.time()
+    if args.kubeconfig:
+        meta["crd"] = "(external cluster)"
+        results = asyncio.run(run_all(args, Path(args.kubeconfig), workdir, meta))
+    else:
+        with ControlPlane(log=lambda m: print(f"[control-plane] {m}", flush=True)) as cp:
+            meta["crd"] = install_crd(cp)
+            results = asyncio.run(run_all(args, cp.kubeconfig, workdir, meta))
+    meta["seconds"] = round(time.time() - t0, 1)
+    meta["loadavg_end"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / (stamp.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else ""))
+    base.with_suffix(".json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    markdown = report.markdown(results)
+    base.with_suffix(".md").write_text(markdown)
+    png = report.plot(results, base.with_suffix(".png"))
+    print(markdown)
+    print(f"results: {base.with_suffix('.json')}, {base.with_suffix('.md')}" + (f", {png}" if png else ""))
+    print(f"contender logs and agent call logs: {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""The scenarios: burst, steady, idle API cost and scale, each run once per contender.
+
+Every scenario gets a fresh namespace per contender, so one contender's leftovers never
+reach another; the contender watches only that namespace.  Each function returns plain
+data (JSON-ready) for ``report``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import contenders
+from .agents import INSTANT_TYPE, LATENCY_TYPE, read_call_log
+from .harness import ContenderProcess, Counts, cpu_seconds, label, scrape_writes, write_delta
+from .kube import Kube
+from .loadgen import Observer, create_all, create_at_rate, create_namespace, task_manifest
+
+#: every write the harness itself makes to AgentTasks: the load generator's creates
+LOADGEN_KEY = ("POST", "agenttasks", "")
+
+
+@dataclass
+class Ctx:
+    """What every scenario needs."""
+
+    kube: Kube
+    kubeconfig: Path
+    workdir: Path
+    concurrency: int
+    operator_args: list[str] = field(default_factory=list)
+    log: Callable[[str], None] = print
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) by nearest rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def writes_table(delta: Counts, tasks: int, loadgen_creates: int) -> dict[str, Any]:
+    """Writes by the contender (the load generator's creates removed), total and per task."""
+    own = dict(delta)
+    own[LOADGEN_KEY] = own.get(LOADGEN_KEY, 0.0) - loadgen_creates
+    by = {label(k): v for k, v in sorted(own.items()) if v > 0 and k[1] in ("agenttasks", "events")}
+    objects = sum(v for k, v in own.items() if k[1] == "agenttasks" and v > 0)
+    events = sum(v for k, v in own.items() if k[1] == "events" and v > 0)
+    other = sum(v for k, v in own.items() if k[1] not in ("agenttasks", "events") and v > 0)
+    per = (lambda v: round(v / tasks, 3)) if tasks else (lambda v: 0.0)
+    return {
+        "by_verb_resource": by,
+        "per_task_by_verb_resource": {k: per(v) for k, v in by.items()},
+        "object_writes_per_task": per(objects),
+        "event_writes_per_task": per(events),
+        "other_writes": other,  # controller-manager, leases: background noise of the control plane
+    }
+
+
+async def _start(ctx: Ctx, contender: str, namespace: str, tag: str) -> ContenderProcess:
+    proc = contenders.process(contender, ctx.kubeconfig, namespace, ctx.concurrency, ctx.workdir, tag,
+                              ctx.operator_args)
+    proc.call_log.unlink(missing_ok=True)
+    return proc.start()
+
+
+async def _probe(ctx: Ctx, proc: ContenderProcess, namespace: str, observer: Observer) -> float:
+    """Create one instant task and wait until the contender finished it: proves it is serving."""
+    t0 = time.time()
+    await create_all(ctx.kube, namespace, [task_manifest("probe", INSTANT_TYPE)], 1)
+    if not await observer.wait_for(["probe"], "ended", 120, proc.check_alive):
+        raise RuntimeError(f"{proc.name}: probe task not finished in 120 s; see {proc.output_log}")
+    return time.time() - t0
+
+
+# ---------------------------------------------------------------------------------- burst
+async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
+    """``n`` instant tasks exist before the contender starts; time until all are Succeeded.
+
+    Throughput is ``n`` over the time from the contender's first agent ``create`` to the
+    last terminal status seen by the observer, so process start-up and the load
+    generator's own speed are not part of it (both are reported separately).
+    """
+    ns = f"burst-{n}-{contender}"
+    await create_namespace(ctx.kube, ns)
+    before = await scrape_writes(ctx.kube)
+    names = [f"t{i:05d}" for i in range(n)]
+    t_create = time.time()
+    await create_all(ctx.kube, ns, [task_manifest(name, INSTANT_TYPE) for name in names])
+    create_seconds = time.time() - t_create
+    observer = await Observer(ctx.kube, ns).start()
+    proc = await _start(ctx, contender, ns, f"burst{n}")
+    cpu0 = 0.0
+    try:
+        done = await observer.wait_for(names, "ended", max(180.0, n * 0.5), proc.check_alive)
+        await asyncio.sleep(2.0)  # trailing writes (progress clean-up, Events) belong to the lifecycle
+        after = await scrape_writes(ctx.kube)
+        cpu = cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.stop()
+        await observer.stop()
+    calls = read_call_log(proc.call_log)
+    first = min(calls.first_create.values(), default=proc.started_at)
+    ended = [observer.ended[x] for x in names if x in observer.ended]
+    last = max(ended, default=time.time())
+    seconds = max(last - first, 1e-6)
+    assert proc.sampler is not None
+    result: dict[str, Any] = {
+        "tasks": n,
+        "completed": len(ended),
+        "all_completed": done,
+        "seconds": round(seconds, 3),
+        "tasks_per_second": round(len(ended) / seconds, 2),
+        "startup_seconds": round(first - proc.started_at, 3),
+        "loadgen_create_seconds": round(create_seconds, 3),
+        "peak_rss_mb": round(proc.sampler.peak / 2**20, 1),
+        "cpu_seconds": round(cpu, 2),
+        "agent_calls": calls.counts,
+        "writes": writes_table(write_delta(before, after), n, n),
+    }
+    ctx.log(f"  burst {n:>6} {contender:<10} {result['tasks_per_second']:>8} tasks/s  "
+            f"{result['writes']['object_writes_per_task']} object writes/task  peak RSS {result['peak_rss_mb']} MB")
+    return result
+
+
+# ---------------------------------------------------------------------------------- steady
+async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_seconds: float = 2.0,
+                 poll: str = "1s", create_latency: float = 0.05, get_latency: float = 0.02) -> dict[str, Any]:
+    """Open-loop load of latency-agent tasks; latency of apply→create and terminal→visible."""
+    ns = f"steady-{contender}"
+    await create_namespace(ctx.kube, ns)
+    observer = await Observer(ctx.kube, ns).start()
+    proc = await _start(ctx, contender, ns, "steady")
+    try:
+        await _probe(ctx, proc, ns, observer)
+        n = int(rate * seconds)
+        names = [f"s{i:05d}" for i in range(n)]
+        bodies = [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=run_seconds,
+                                create_latency=create_latency, get_latency=get_latency) for x in names]
+        before = await scrape_writes(ctx.kube)
+        applied, achieved = await create_at_rate(ctx.kube, ns, bodies, rate)
+        done = await observer.wait_for(names, "ended", 180 + run_seconds * 2, proc.check_alive)
+        await asyncio.sleep(2.0)
+        after = await scrape_writes(ctx.kube)
+    finally:
+        proc.stop()
+        await observer.stop()
+    calls = read_call_log(proc.call_log)
+    to_create = [calls.first_create[x] - applied[x] for x in names if x in calls.first_create and x in applied]
+    to_visible = [observer.ended[x] - calls.first_terminal_get[x] for x in names
+                  if x in observer.ended and x in calls.first_terminal_get]
+
+    def summary(values: list[float]) -> dict[str, Any]:
+        return {"n": len(values), "p50": _r(percentile(values, 0.5)), "p90": _r(percentile(values, 0.9)),
+                "p99": _r(percentile(values, 0.99)), "max": _r(max(values, default=None))}
+
+    result: dict[str, Any] = {
+        "rate": rate, "seconds": seconds, "tasks": n, "achieved_rate": round(achieved, 2),
+        "completed": sum(1 for x in names if x in observer.ended), "all_completed": done,
+        "run_seconds": run_seconds, "poll": poll, "create_latency": create_latency, "get_latency": get_latency,
+        "apply_to_create": summary(to_create), "terminal_to_visible": summary(to_visible),
+        "apply_to_create_samples": [round(v, 4) for v in to_create],
+        "terminal_to_visible_samples": [round(v, 4) for v in to_visible],
+        "agent_calls": calls.counts,
+        "writes": writes_table(write_delta(before, after), n, n),
+    }
+    ctx.log(f"  steady {contender:<10} apply→create p50 {result['apply_to_create']['p50']} p99 "
+            f"{result['apply_to_create']['p99']}  terminal→visible p50 {result['terminal_to_visible']['p50']} "
+            f"p99 {result['terminal_to_visible']['p99']}  {result['writes']['object_writes_per_task']} object writes/task")
+    return result
+
+
+# ---------------------------------------------------------------------------------- idle / scale
+async def in_flight(ctx: Ctx, contender: str, n: int, poll: str, window: float, *,
+                    restart: bool = False, tag: str = "idle") -> dict[str, Any]:
+    """``n`` long-running tasks that never change: writes/s, agent gets/s, RSS, CPU share.
+
+    With ``restart`` the contender is then stopped (SIGTERM) and started again, and the
+    time until every task was polled again by the new process is measured.
+    """
+    ns = f"{tag}-{n}-{contender}"
+    await create_namespace(ctx.kube, ns)
+    observer = await Observer(ctx.kube, ns).start()
+    proc = await _start(ctx, contender, ns, f"{tag}{n}")
+    result: dict[str, Any] = {"tasks": n, "poll": poll, "window_seconds": window}
+    try:
+        await _probe(ctx, proc, ns, observer)
+        names = [f"i{i:05d}" for i in range(n)]
+        t0 = time.time()
+        await create_all(ctx.kube, ns, [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=10**7,
+                                                      create_latency=0.0, get_latency=0.0) for x in names])
+        started = await observer.wait_for(names, "started", max(300.0, n * 0.1), proc.check_alive)
+        result["all_started"] = started
+        result["seconds_to_start_all"] = round(max(observer.started.get(x, time.time()) for x in names) - t0, 2)
+        await asyncio.sleep(3.0)  # let the first writes after create settle
+        before, cpu0, w0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), time.time()
+        await asyncio.sleep(window)
+        after, cpu1, w1 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), time.time()
+        proc.check_alive()
+        assert proc.sampler is not None
+        elapsed = w1 - w0
+        delta = write_delta(before, after)
+        gets = sum(1 for ts in read_call_log(proc.call_log, since=w0).gets_by_task.values() for t in ts if t <= w1)
+        result.update({
+            "rss_mb": round(proc.sampler.last / 2**20, 1),
+            "peak_rss_mb": round(proc.sampler.peak / 2**20, 1),
+            "cpu_share": round((cpu1 - cpu0) / elapsed, 4),
+            "agent_gets_per_second": round(gets / elapsed, 2),
+            "object_writes_per_second": round(sum(v for k, v in delta.items() if k[1] == "agenttasks") / elapsed, 3),
+            "event_writes_per_second": round(sum(v for k, v in delta.items() if k[1] == "events") / elapsed, 3),
+            "writes_by_verb_resource": {label(k): v for k, v in sorted(delta.items())},
+        })
+        if restart:
+            result["restart"] = await _restart(ctx, proc, names, poll)
+    finally:
+        proc.stop()
+        await observer.stop()
+    ctx.log(f"  {tag} {n:>6} {contender:<10} {result.get('object_writes_per_second')} object writes/s  "
+            f"{result.get('event_writes_per_second')} event writes/s  RSS {result.get('rss_mb')} MB  "
+            f"CPU {result.get('cpu_share')}")
+    return result
+
+
+async def _restart(ctx: Ctx, proc: ContenderProcess, names: list[str], poll: str) -> dict[str, Any]:
+    """SIGTERM + start again; seconds until every task had a ``get`` from the new process."""
+    proc.stop()
+    t_restart = time.time()
+    proc.start()
+    wanted = set(names)
+    from .harness import rss_bytes  # local: only the scale scenario samples after restart
+    deadline = t_restart + 600
+    resumed_all: float | None = None
+    first_get: float | None = None
+    while time.time() < deadline:
+        proc.check_alive()
+        gets = read_call_log(proc.call_log, since=t_restart).gets_by_task
+        if gets and first_get is None:
+            first_get = min(min(v) for v in gets.values()) - t_restart
+        if wanted.issubset(gets.keys()):
+            resumed_all = max(min(gets[x]) for x in wanted) - t_restart
+            break
+        await asyncio.sleep(1.0)
+    return {"seconds_to_first_poll": _r(first_get), "seconds_to_resume_all": _r(resumed_all),
+            "rss_mb_after": round(rss_bytes(proc.pid) / 2**20, 1)}
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
