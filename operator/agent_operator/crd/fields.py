@@ -271,7 +271,8 @@ def load(cls: type[T], raw: Any, where: str) -> T:
     kwargs: dict[str, Any] = {}
     for key, f in by_json.items():
         path = f"{where}.{key}"
-        if key not in raw:
+        # the API server drops null values of non-nullable fields before validating
+        if raw.get(key) is None:
             if f.metadata["required"]:
                 raise InvalidField(path, "required")
             continue

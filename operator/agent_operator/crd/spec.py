@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent_operator.crd.durations import DURATION_PATTERN, parse_duration
+from agent_operator.crd.durations import DURATION_PATTERN, parse_duration, parse_duration_ns
 from agent_operator.crd.fields import InvalidField, api_field, load
 
 #: the smallest ``spec.pollInterval`` the CRD accepts (and the core enforces again)
@@ -198,16 +198,16 @@ class AgentTaskSpec:
                 raise InvalidField(f"{where}.{name}", f"larger than {limit // 1024} KiB as JSON; "
                                    f"large data belongs in blob storage, passed by reference")
         for name in ("timeout", "pollInterval"):
-            value = raw.get(name) if isinstance(raw, Mapping) else None
+            value = raw.get(name)
             if value is None:
                 continue
             try:
-                seconds = parse_duration(value)
+                nanos = parse_duration_ns(value)
             except ValueError as e:
                 raise InvalidField(f"{where}.{name}", str(e)) from None
-            if name == "timeout" and seconds <= 0:
+            if name == "timeout" and nanos <= 0:
                 raise InvalidField(f"{where}.timeout", "spec.timeout must be greater than 0")
-            if name == "pollInterval" and seconds < parse_duration(MIN_POLL_INTERVAL):
+            if name == "pollInterval" and nanos < parse_duration_ns(MIN_POLL_INTERVAL):
                 raise InvalidField(f"{where}.pollInterval", f"spec.pollInterval must be at least {MIN_POLL_INTERVAL}")
         return spec
 
