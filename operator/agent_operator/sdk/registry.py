@@ -126,6 +126,12 @@ class AgentRegistry:
             AgentRegistry._NOT_FOUND_HINTS.append(hint)
 
     @staticmethod
+    def remove_not_found_hint(hint: Callable[[TaskCategory], str | None]) -> None:
+        """Undo :meth:`add_not_found_hint` (no error when it was not added)."""
+        if hint in AgentRegistry._NOT_FOUND_HINTS:
+            AgentRegistry._NOT_FOUND_HINTS.remove(hint)
+
+    @staticmethod
     def list_agents() -> list[agent_pb2.Agent]:
         """One flyteidl ``admin.Agent`` per registered agent name (copies)."""
         out = []
