@@ -288,3 +288,18 @@ def test_agents_command_lists_discovered_remote_types(capsys: pytest.CaptureFixt
     assert rc == 0
     rows = {r["taskType"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["bq_job"]["source"] == "remote:default" and rows["bq_job"]["name"] == "Bq @ default"
+
+
+def test_unreachable_service_at_discovery_is_named_in_not_found_messages() -> None:
+    from agent_operator.sdk import FlyteAgentNotFound
+
+    port = _free_port()
+    agent_sources.load(_args("--flytekit", "off", "--remote-endpoint", f"127.0.0.1:{port}", "--remote-insecure",
+                             "--remote-timeout", "1s"))
+    with pytest.raises(FlyteAgentNotFound) as e:
+        AgentRegistry.get_agent("bq_job")
+    assert "Remote agent service discovery failed" in str(e.value) and f"127.0.0.1:{port}" in str(e.value)
+    agent_sources.close()
+    with pytest.raises(FlyteAgentNotFound) as e:
+        AgentRegistry.get_agent("bq_job")
+    assert "discovery failed" not in str(e.value)

@@ -129,6 +129,9 @@ def start_remote_pool(config: RemoteConfig, selection: AgentSourceSelection) -> 
     if config.empty:
         return None
     pool = RemoteAgentPool(config, selection)
+    from agent_operator.sdk import AgentRegistry
+
+    AgentRegistry.add_not_found_hint(pool.not_found_hint)
     pool.refresh()
     pool.start()
     _POOLS.append(pool)

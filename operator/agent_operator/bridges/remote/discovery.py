@@ -45,6 +45,8 @@ class RemoteAgentPool:
         self.clients = {dep_id: RemoteAgentClient(dep) for dep_id, dep in config.deployments.items()}
         self._agents: dict[tuple[str, TaskCategory, bool], RemoteAgent] = {}
         self._discovered: dict[str, dict[TaskCategory, tuple[str, bool]]] = {}
+        #: deployment id -> why its last ListAgents failed (cleared when it answers)
+        self.discovery_errors: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,7 +72,9 @@ class RemoteAgentPool:
                 log.info("agent service %s (%s) has no ListAgents; using static routes only", dep_id, client.endpoint)
             else:
                 log.warning("discovery of agent service %s failed (keeping previous answer): %s", dep_id, e)
+                self.discovery_errors[dep_id] = str(e)
             return
+        self.discovery_errors.pop(dep_id, None)
         found: dict[TaskCategory, tuple[str, bool]] = {}
         for meta in listed:
             for task_type in meta.supported_task_types:
@@ -115,6 +119,16 @@ class RemoteAgentPool:
                     serving.append(agent)
             return serving
 
+    def not_found_hint(self, category: TaskCategory) -> str | None:
+        """For "cannot find agent" messages: remote services whose task types are unknown right now."""
+        if not self.discovery_errors:
+            return None
+        failing = "; ".join(f"{dep} ({self.clients[dep].endpoint}): {err}" for dep, err in sorted(self.discovery_errors.items()))
+        return (
+            f"Remote agent service discovery failed, so task types they serve are unknown until they answer "
+            f"(next try within {self.config.poll_interval_s:g}s; a static route in agentForTaskTypes avoids this): {failing}"
+        )
+
     def start(self) -> None:
         """Refresh every ``pollInterval`` in a daemon thread (no-op when the interval is 0)."""
         interval = self.config.poll_interval_s
@@ -134,6 +148,7 @@ class RemoteAgentPool:
     def stop(self) -> None:
         """Stop the refresh thread and close the discovery channels."""
         self._stop.set()
+        AgentRegistry.remove_not_found_hint(self.not_found_hint)
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
