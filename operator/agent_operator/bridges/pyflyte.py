@@ -44,12 +44,13 @@ class PyflyteConnector:
     """``pyflyte serve connector --port P`` as a context manager; ``endpoint`` is ``127.0.0.1:P``.
 
     ``modules`` are passed as ``--modules`` (extra connector modules); ``env`` is added to
-    the process environment.  Output goes to a log file readable with :meth:`logs`.
+    the process environment; ``port`` pins the gRPC port (e.g. to restart a service in
+    place with ``stop()`` then ``start()``).  Output goes to a log file readable with :meth:`logs`.
     """
 
     def __init__(self, modules: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 cwd: str | None = None) -> None:
-        self.port = free_port()
+                 cwd: str | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.prometheus_port = free_port()
         self.modules = modules
         self.env = env or {}

@@ -1,0 +1,163 @@
+"""AgentTasks on the real control plane run by bridged agents:
+
+(a) the remote bridge to a REAL ``pyflyte serve connector`` (flytekit's SensorEngine and
+    WebhookConnector in another process, reached over gRPC), including an outage of that
+    service in the middle of a task;
+(b) the in-process flytekit bridge (the same flytekit connectors inside the operator).
+
+Templates are the ones flytekit itself serialized (tests/fixtures/flytekit).  Built-in
+agents are loaded too (entry points on) and lose the task types to the bridges through
+``--agent-source``, which is the configuration an admin would write.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_operator.bridges.pyflyte import PyflyteConnector
+from agent_operator.crd.names import CRD_NAME
+from agent_operator.testing.agents import agent_task_manifest
+from agent_operator.testing.operator_proc import OperatorProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from agent_http_server import Recorded, serve  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "flytekit"
+Kubectl = Callable[..., Any]
+
+
+@pytest.fixture(scope="module")
+def crd(control_plane: Any) -> str:
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    return CRD_NAME
+
+
+@pytest.fixture(scope="module")
+def connector() -> Iterator[PyflyteConnector]:
+    with PyflyteConnector() as svc:
+        yield svc
+
+
+def _template(name: str, base: str | None = None) -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads((FIXTURES / f"{name}.template.json").read_text())
+    if base is not None:
+        raw["custom"]["url"] = raw["custom"]["url"].replace("http://127.0.0.1:8000", base)
+    return raw
+
+
+def _apply(kubectl: Kubectl, ns: str, manifest: dict[str, Any]) -> None:
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(manifest))
+
+
+def _status(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    obj = json.loads(kubectl("-n", ns, "get", "agenttask", name, "-o", "json").stdout)
+    return dict(obj.get("status") or {})
+
+
+def _wait(kubectl: Kubectl, ns: str, name: str, pred: Callable[[dict[str, Any]], bool],
+          op: OperatorProcess, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = _status(kubectl, ns, name)
+        if pred(status):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"{ns}/{name}: condition not reached in {timeout}s; status={status}\n{op.logs()[-4000:]}")
+
+
+def _phase(*phases: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda s: s.get("phase") in phases
+
+
+def _ok(rec: Recorded) -> tuple[int, dict[str, str], bytes]:
+    return 200, {}, b"received"
+
+
+def _run_sensor_and_webhook(kubectl: Kubectl, ns: str, op: OperatorProcess, tmp_path: Path,
+                            agent_names: tuple[str, str]) -> None:
+    """A FileSensor that waits for a file and a POST webhook, both to Succeeded through ``op``."""
+    target = tmp_path / "arrives.txt"
+    _apply(kubectl, ns, agent_task_manifest("wait-for-file", _template("file_sensor"), namespace=ns,
+                                            inputs={"path": str(target)}, pollInterval="1s"))
+    running = _wait(kubectl, ns, "wait-for-file", _phase("Running", "Failed"), op)
+    assert running["phase"] == "Running", running
+    assert running["agent"]["name"] == agent_names[0]
+    target.write_text("ready")
+    done = _wait(kubectl, ns, "wait-for-file", _phase("Succeeded", "Failed"), op)
+    assert done["phase"] == "Succeeded", done
+
+    with serve({("POST", "/items/11"): _ok}) as srv:
+        _apply(kubectl, ns, agent_task_manifest("notify", _template("webhook_post", srv.base), namespace=ns,
+                                                inputs={"s": "batch-7", "item_id": 11}))
+        hooked = _wait(kubectl, ns, "notify", _phase("Succeeded", "Failed"), op)
+    assert hooked["phase"] == "Succeeded", hooked
+    assert hooked["agent"]["name"] == agent_names[1] and hooked["agent"]["sync"] is True
+    assert hooked["outputs"]["info"]["status_code"] == 200
+    assert hooked["outputs"]["info"]["response_data"] == "received"
+    assert json.loads(srv.requests[0].body)["q"] == "batch-7"
+
+
+def test_remote_bridge_runs_flytekit_sensor_and_webhook_in_a_pyflyte_connector(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, connector: PyflyteConnector, tmp_path: Path,
+) -> None:
+    args = ["--flytekit", "off", "--remote-endpoint", connector.endpoint, "--remote-insecure",
+            "--agent-source", "sensor=remote", "--agent-source", "webhook=remote"]
+    with OperatorProcess(kubeconfig, namespaces=[namespace], entry_points=True, extra_args=args) as op:
+        op.wait_ready()
+        _run_sensor_and_webhook(kubectl, namespace, op, tmp_path, ("Sensor @ default", "Webhook Connector @ default"))
+
+
+def test_remote_not_found_fails_the_task_with_the_services_message(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, connector: PyflyteConnector,
+) -> None:
+    # a static route sends `ghost` to the connector, which has no agent for it: NOT_FOUND
+    args = ["--flytekit", "off", "--remote-endpoint", connector.endpoint, "--remote-insecure",
+            "--remote-task-type", "ghost"]
+    template = {**_template("file_sensor"), "type": "ghost"}
+    with OperatorProcess(kubeconfig, namespaces=[namespace], extra_args=args) as op:
+        op.wait_ready()
+        _apply(kubectl, namespace, agent_task_manifest("ghost", template, namespace=namespace, inputs={"path": "/x"}))
+        failed = _wait(kubectl, namespace, "ghost", _phase("Succeeded", "Failed"), op)
+    assert failed["phase"] == "Failed" and failed["reason"] == "AgentError"
+    assert "NOT_FOUND" in failed["message"] and "Cannot find connector for task type: ghost" in failed["message"]
+
+
+def test_agent_service_outage_is_transient_and_the_task_finishes_after_it_returns(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, tmp_path: Path,
+) -> None:
+    target = tmp_path / "late.txt"
+    with PyflyteConnector() as svc:
+        args = ["--flytekit", "off", "--remote-endpoint", svc.endpoint, "--remote-insecure", "--remote-timeout", "3s"]
+        with OperatorProcess(kubeconfig, namespaces=[namespace], extra_args=args) as op:
+            op.wait_ready()
+            _apply(kubectl, namespace, agent_task_manifest("outage", _template("file_sensor"), namespace=namespace,
+                                                           inputs={"path": str(target)}, pollInterval="1s"))
+            _wait(kubectl, namespace, "outage", _phase("Running"), op)
+            svc.stop()  # UNAVAILABLE from now on
+            hit = _wait(kubectl, namespace, "outage", lambda s: int(s.get("transientFailures") or 0) > 0, op)
+            assert hit["phase"] == "Running", hit
+            target.write_text("x")
+            svc.start()  # same port
+            done = _wait(kubectl, namespace, "outage", _phase("Succeeded", "Failed"), op, timeout=120)
+    assert done["phase"] == "Succeeded", done
+
+
+def test_in_process_flytekit_bridge_runs_flytekit_sensor_and_webhook(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, tmp_path: Path,
+) -> None:
+    args = ["--flytekit", "on", "--agent-source", "sensor=flytekit", "--agent-source", "webhook=flytekit"]
+    with OperatorProcess(kubeconfig, namespaces=[namespace], entry_points=True, extra_args=args) as op:
+        op.wait_ready()
+        _run_sensor_and_webhook(kubectl, namespace, op, tmp_path, ("Sensor (flytekit)", "Webhook Connector (flytekit)"))
