@@ -309,3 +309,20 @@ def test_without_flytekit_the_operator_loads_builtins_and_says_what_to_install()
     )
     assert required.returncode == 1
     assert "flytekit is not installed: pip install 'flyte-agent-operator[flytekit]'" in required.stderr
+
+
+def test_auto_skips_flytekit_when_it_would_add_nothing_and_loads_it_for_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    AgentRegistry._REGISTRY.clear()
+    AgentRegistry._METADATA.clear()
+    agent_sources.load(_args("--no-entry-points"))
+    assert AgentRegistry.agents() == []  # flytekit's sensor/webhook were not pulled in
+    monkeypatch.setattr(agent_sources, "flytekit_plugin_entry_points", lambda: ["bigquery"])
+    agent_sources.load(_args("--no-entry-points"))
+    assert isinstance(AgentRegistry.get_agent("sensor"), FlytekitAsyncAgent)
+
+
+def test_flytekit_on_offers_flytekits_connectors_where_no_builtin_serves() -> None:
+    AgentRegistry._REGISTRY.clear()
+    AgentRegistry._METADATA.clear()
+    agent_sources.load(_args("--no-entry-points", "--flytekit", "on"))
+    assert isinstance(AgentRegistry.get_agent("webhook"), FlytekitSyncAgent)

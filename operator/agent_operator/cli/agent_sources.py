@@ -7,7 +7,11 @@ the same way everywhere.  Sources, in loading order:
 1. built-in: the ``agent_operator.agents`` entry points (unless ``--no-entry-points``)
    and ``--agent module:Class`` specs;
 2. flytekit: agents/connectors in flytekit's registries (``--flytekit auto|on|off``,
-   ``--flytekit-module``), see :mod:`agent_operator.bridges.flytekit`;
+   ``--flytekit-module``), see :mod:`agent_operator.bridges.flytekit`.  ``auto`` imports
+   flytekit only when it can add something: an installed flytekit plugin (entry points of
+   ``flytekit.plugins``, how ``flytekitplugins-*`` register connectors), a module to load, or
+   a selection naming it.  flytekit alone brings only ``sensor`` and ``webhook``, which have
+   built-in equivalents, and importing it costs about a second and ~45 MB per process;
 3. remote: Flyte agent services over gRPC (``--remote-*`` flags or ``--remote-config``),
    see :mod:`agent_operator.bridges.remote`.
 
@@ -24,7 +28,12 @@ import logging
 import os
 from typing import Any
 
-from agent_operator.bridges.flytekit.availability import INSTALL_HINT, flytekit_available, missing_agent_hint
+from agent_operator.bridges.flytekit.availability import (
+    INSTALL_HINT,
+    flytekit_available,
+    flytekit_plugin_entry_points,
+    missing_agent_hint,
+)
 from agent_operator.bridges.remote.cli import add_remote_agent_args, build_remote_config, start_remote_pool, stop_remote_agents
 from agent_operator.bridges.selection import BUILTIN, FLYTEKIT, AgentSourceSelection
 from agent_operator.sdk import AgentLoadError, AgentRegistry, TaskCategory, load_agents
@@ -60,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flytekit",
         choices=FLYTEKIT_MODES,
         default=default_mode if default_mode in FLYTEKIT_MODES else "auto",
-        help=f"serve agents/connectors registered with flytekit: auto = when flytekit is installed, "
-        f"on = required (fails without it), off = never (env {FLYTEKIT_ENV}; default auto)",
+        help=f"serve agents/connectors registered with flytekit: auto = when flytekit is installed and a "
+        f"flytekit plugin, --flytekit-module or --agent-source ...=flytekit needs it; on = always (fails "
+        f"without flytekit); off = never (env {FLYTEKIT_ENV}; default auto)",
     )
     f.add_argument(
         "--flytekit-module",
@@ -108,15 +118,19 @@ def load(args: argparse.Namespace) -> None:
     if wanted and mode == "off":
         raise AgentLoadError("--flytekit-module / --agent-source ...=flytekit need the flytekit bridge, "
                              "but --flytekit is off")
-    if mode == "on" or (mode == "auto" and (flytekit_available() or wanted)):
+    plugins = flytekit_plugin_entry_points() if mode == "auto" and flytekit_available() else []
+    if mode == "on" or (mode == "auto" and (wanted or plugins)):
         if not flytekit_available():
             raise AgentLoadError(f"the flytekit bridge was requested but flytekit is not installed: {INSTALL_HINT}")
         from agent_operator.bridges.flytekit.loader import load_flytekit_agents
 
         load_flytekit_agents(selection, modules)
         _state["flytekit"] = True
-    elif mode == "auto":
+    elif mode == "auto" and not flytekit_available():
         log.info("flytekit is not installed: flytekit agents/connectors are not served (%s)", INSTALL_HINT)
+    elif mode == "auto":
+        log.info("flytekit bridge not loaded: no flytekit plugin is installed and nothing selects it "
+                 "(flytekit's own sensor/webhook connectors have built-in equivalents; --flytekit on loads it anyway)")
 
     start_remote_pool(remote_config, selection)
 

@@ -43,6 +43,13 @@ def flytekit_available() -> bool:
         return False
 
 
+def flytekit_plugin_entry_points() -> list[str]:
+    """Names of installed ``flytekit.plugins`` entry points (flytekit's plugin discovery), without importing them."""
+    from importlib import metadata
+
+    return sorted(ep.name for ep in metadata.entry_points(group="flytekit.plugins"))
+
+
 def missing_agent_hint(category: TaskCategory, bridge_enabled: bool, installed: bool | None = None) -> str | None:
     """A sentence telling what to install or switch on so ``category`` gets an agent.
 
