@@ -66,7 +66,8 @@ def missing_agent_hint(category: TaskCategory, bridge_enabled: bool, installed: 
         ) else f"if task type {category.name!r} is served by a flytekit agent/connector"
         return (
             f"Hint: {known}: flytekit is not installed in the operator image; "
-            f"install it with `{what}` (the flytekit bridge then loads automatically)."
+            f"install it with `{what}` (the flytekit bridge then loads installed flytekitplugins-* "
+            f"automatically; name your own connector modules with --flytekit-module)."
         )
     if not bridge_enabled:
         return (
