@@ -16,6 +16,7 @@ from typing import Sequence
 #: sub-command modules, in the order ``--help`` lists them
 COMMAND_MODULES: tuple[str, ...] = (
     "agent_operator.cli.version",
+    "agent_operator.cli.run",
     "agent_operator.cli.agents",
     "agent_operator.cli.render",
     "agent_operator.cli.validate",
