@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from agent_http_server import Recorded, serve  # noqa: E402
 
 pytestmark = pytest.mark.cluster
-pytest.importorskip("agent_operator.cli.run", reason="agent-operator run is not available")
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "flytekit"
