@@ -161,3 +161,37 @@ def test_in_process_flytekit_bridge_runs_flytekit_sensor_and_webhook(
     with OperatorProcess(kubeconfig, namespaces=[namespace], entry_points=True, extra_args=args) as op:
         op.wait_ready()
         _run_sensor_and_webhook(kubectl, namespace, op, tmp_path, ("Sensor (flytekit)", "Webhook Connector (flytekit)"))
+
+
+HIDE_FLYTEKIT = '''
+import importlib.abc, sys
+class _HideFlytekit(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "flytekit" or name.startswith("flytekit."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, _HideFlytekit())
+'''
+
+
+def test_without_flytekit_builtins_run_and_flytekit_types_fail_saying_what_to_install(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HIDE_FLYTEKIT)  # an operator image built without the extra
+    target = tmp_path / "present.txt"
+    target.write_text("x")
+    bq = {"id": {"name": "q", "resourceType": "TASK"}, "type": "bigquery_query_job_task",
+          "custom": {"Location": "US", "ProjectID": "p"}}
+    with OperatorProcess(kubeconfig, namespaces=[namespace], entry_points=True,
+                         env={"PYTHONPATH": str(site)}) as op:
+        op.wait_ready()
+        _apply(kubectl, namespace, agent_task_manifest("builtin-sensor", _template("file_sensor"), namespace=namespace,
+                                                       inputs={"path": str(target)}, pollInterval="1s"))
+        _apply(kubectl, namespace, agent_task_manifest("bq", bq, namespace=namespace))
+        ok = _wait(kubectl, namespace, "builtin-sensor", _phase("Succeeded", "Failed"), op)
+        missing = _wait(kubectl, namespace, "bq", _phase("Succeeded", "Failed"), op)
+    assert ok["phase"] == "Succeeded", ok
+    assert missing["phase"] == "Failed" and missing["reason"] == "AgentNotFound"
+    assert "pip install 'flyte-agent-operator[flytekit]' flytekitplugins-bigquery" in missing["message"]
