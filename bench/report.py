@@ -81,7 +81,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "**Burst** (instant agent, N tasks exist before the contender starts; tasks/s from its "
                   "first create to the last terminal status)", "",
                   "| N | contender | tasks/s | vs naive | vs ceiling | object writes/task | Event writes/task "
-                  "| peak RSS MB | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| peak RSS MB | CPU s | API server CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
         for n in sorted(burst, key=int):
             row = burst[n]
             naive = row.get(NAIVE, {}).get("tasks_per_second")
@@ -91,7 +91,8 @@ def markdown(results: dict[str, Any]) -> str:
                 incomplete = "" if r.get("all_completed") else f" ({r['completed']}/{r['tasks']} done)"
                 lines.append(f"| {n} | {c} | {tps}{incomplete} | {_fmt(_ratio(tps, naive))} | "
                              f"{_fmt(_ratio(tps, ceiling))} | {r['writes']['object_writes_per_task']} | "
-                             f"{r['writes']['event_writes_per_task']} | {r['peak_rss_mb']} | {r['cpu_seconds']} |")
+                             f"{r['writes']['event_writes_per_task']} | {r['peak_rss_mb']} | {r['cpu_seconds']} | "
+                             f"{_fmt(r.get('apiserver_cpu_seconds'))} |")
     steady = results.get("steady", {})
     if steady:
         any_row = next(iter(steady.values()))
@@ -117,12 +118,13 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         lines += ["", f"**{title}** (long-running tasks; figures over a quiet window)", "",
                   "| contender | tasks | poll | object writes/s | Event writes/s | agent gets/s | RSS MB | CPU share "
-                  "| resume after restart s |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| API server CPU share | resume after restart s |", "|---|---|---|---|---|---|---|---|---|---|"]
         for c, r in section.items():
             restart = r.get("restart", {})
             lines.append(f"| {c} | {r['tasks']} | {r['poll']} | {r.get('object_writes_per_second')} | "
                          f"{r.get('event_writes_per_second')} | {r.get('agent_gets_per_second')} | {r.get('rss_mb')} | "
-                         f"{r.get('cpu_share')} | {_fmt(restart.get('seconds_to_resume_all'), 1)} |")
+                         f"{r.get('cpu_share')} | {_fmt(r.get('apiserver_cpu_share'), 4)} | "
+                         f"{_fmt(restart.get('seconds_to_resume_all'), 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +151,8 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel("fraction of tasks")
         ax.set_xscale("symlog", linthresh=0.01)
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     burst = results.get("burst", {})
     sizes = sorted(burst, key=int)
     names = sorted({c for n in sizes for c in burst[n]})
@@ -163,7 +166,8 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("tasks")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     meta = results.get("meta", {})
     fig.suptitle(f"flyte-agent-operator benchmark {meta.get('date', '')} ({meta.get('mode', '')})")
     fig.tight_layout()

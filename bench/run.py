@@ -86,7 +86,8 @@ def scaled_down_notes(sizes: dict[str, Any]) -> list[str]:
     return notes
 
 
-async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, meta: dict[str, Any],
+                  apiserver_pid: int | None = None) -> dict[str, Any]:
     """Every selected scenario for every selected contender."""
     who = [c for c in args.contenders.split(",") if c]
     what = set(args.scenarios.split(","))
@@ -94,7 +95,7 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
     results: dict[str, Any] = {"meta": meta, "burst": {}, "steady": {}, "idle": {}, "scale": {}}
     async with Kube(kubeconfig, limit=120) as kube:
         ctx = scenarios.Ctx(kube, kubeconfig, workdir, args.concurrency, args.operator_arg,
-                            log=lambda m: print(m, flush=True))
+                            log=lambda m: print(m, flush=True), apiserver_pid=apiserver_pid)
         if "burst" in what:
             for n in sizes["burst"]:
                 print(f"burst: {n} instant tasks created before each contender starts", flush=True)
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with ControlPlane(log=lambda m: print(f"[control-plane] {m}", flush=True)) as cp:
             meta["crd"] = install_crd(cp)
-            results = asyncio.run(run_all(args, cp.kubeconfig, workdir, meta))
+            results = asyncio.run(run_all(args, cp.kubeconfig, workdir, meta, cp.pids.get("kube-apiserver")))
     meta["seconds"] = round(time.time() - t0, 1)
     meta["loadavg_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,12 @@ class Ctx:
     concurrency: int
     operator_args: list[str] = field(default_factory=list)
     log: Callable[[str], None] = print
+    apiserver_pid: int | None = None
+    run_id: str = field(default_factory=lambda: f"{int(time.time()) % 100000:05d}")
+
+    def namespace(self, base: str) -> str:
+        """A namespace name unique to this run (runs may share one long-lived cluster)."""
+        return f"{base}-{self.run_id}"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -87,7 +93,7 @@ async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
     last terminal status seen by the observer, so process start-up and the load
     generator's own speed are not part of it (both are reported separately).
     """
-    ns = f"burst-{n}-{contender}"
+    ns = ctx.namespace(f"burst-{n}-{contender}")
     await create_namespace(ctx.kube, ns)
     before = await scrape_writes(ctx.kube)
     names = [f"t{i:05d}" for i in range(n)]
@@ -95,6 +101,7 @@ async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
     await create_all(ctx.kube, ns, [task_manifest(name, INSTANT_TYPE) for name in names])
     create_seconds = time.time() - t_create
     observer = await Observer(ctx.kube, ns).start()
+    api0 = _api_cpu(ctx)
     proc = await _start(ctx, contender, ns, f"burst{n}")
     cpu0 = 0.0
     try:
@@ -102,6 +109,7 @@ async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
         await asyncio.sleep(2.0)  # trailing writes (progress clean-up, Events) belong to the lifecycle
         after = await scrape_writes(ctx.kube)
         cpu = cpu_seconds(proc.pid) - cpu0
+        api_cpu = _api_cpu(ctx) - api0
     finally:
         proc.stop()
         await observer.stop()
@@ -121,6 +129,7 @@ async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
         "loadgen_create_seconds": round(create_seconds, 3),
         "peak_rss_mb": round(proc.sampler.peak / 2**20, 1),
         "cpu_seconds": round(cpu, 2),
+        "apiserver_cpu_seconds": round(api_cpu, 2) if ctx.apiserver_pid else None,
         "agent_calls": calls.counts,
         "writes": writes_table(write_delta(before, after), n, n),
     }
@@ -133,7 +142,7 @@ async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
 async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_seconds: float = 2.0,
                  poll: str = "1s", create_latency: float = 0.05, get_latency: float = 0.02) -> dict[str, Any]:
     """Open-loop load of latency-agent tasks; latency of apply→create and terminal→visible."""
-    ns = f"steady-{contender}"
+    ns = ctx.namespace(f"steady-{contender}")
     await create_namespace(ctx.kube, ns)
     observer = await Observer(ctx.kube, ns).start()
     proc = await _start(ctx, contender, ns, "steady")
@@ -184,7 +193,7 @@ async def in_flight(ctx: Ctx, contender: str, n: int, poll: str, window: float, 
     With ``restart`` the contender is then stopped (SIGTERM) and started again, and the
     time until every task was polled again by the new process is measured.
     """
-    ns = f"{tag}-{n}-{contender}"
+    ns = ctx.namespace(f"{tag}-{n}-{contender}")
     await create_namespace(ctx.kube, ns)
     observer = await Observer(ctx.kube, ns).start()
     proc = await _start(ctx, contender, ns, f"{tag}{n}")
@@ -200,8 +209,10 @@ async def in_flight(ctx: Ctx, contender: str, n: int, poll: str, window: float, 
         result["seconds_to_start_all"] = round(max(observer.started.get(x, time.time()) for x in names) - t0, 2)
         await asyncio.sleep(3.0)  # let the first writes after create settle
         before, cpu0, w0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), time.time()
+        api0 = _api_cpu(ctx)
         await asyncio.sleep(window)
         after, cpu1, w1 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), time.time()
+        api1 = _api_cpu(ctx)
         proc.check_alive()
         assert proc.sampler is not None
         elapsed = w1 - w0
@@ -211,6 +222,7 @@ async def in_flight(ctx: Ctx, contender: str, n: int, poll: str, window: float, 
             "rss_mb": round(proc.sampler.last / 2**20, 1),
             "peak_rss_mb": round(proc.sampler.peak / 2**20, 1),
             "cpu_share": round((cpu1 - cpu0) / elapsed, 4),
+            "apiserver_cpu_share": round((api1 - api0) / elapsed, 4) if ctx.apiserver_pid else None,
             "agent_gets_per_second": round(gets / elapsed, 2),
             "object_writes_per_second": round(sum(v for k, v in delta.items() if k[1] == "agenttasks") / elapsed, 3),
             "event_writes_per_second": round(sum(v for k, v in delta.items() if k[1] == "events") / elapsed, 3),
@@ -248,6 +260,11 @@ async def _restart(ctx: Ctx, proc: ContenderProcess, names: list[str], poll: str
         await asyncio.sleep(1.0)
     return {"seconds_to_first_poll": _r(first_get), "seconds_to_resume_all": _r(resumed_all),
             "rss_mb_after": round(rss_bytes(proc.pid) / 2**20, 1)}
+
+
+def _api_cpu(ctx: Ctx) -> float:
+    """CPU seconds of the API server so far (0 when it is not ours to see)."""
+    return cpu_seconds(ctx.apiserver_pid) if ctx.apiserver_pid else 0.0
 
 
 def _r(value: float | None) -> float | None:
