@@ -303,3 +303,23 @@ def test_unreachable_service_at_discovery_is_named_in_not_found_messages() -> No
     with pytest.raises(FlyteAgentNotFound) as e:
         AgentRegistry.get_agent("bq_job")
     assert "discovery failed" not in str(e.value)
+
+
+def test_periodic_discovery_thread_registers_types_added_later() -> None:
+    import time
+
+    with agent_service(agents=[agent_meta("Bq", "bq_job")]) as (state, port):
+        cfg = parse_remote_config({"defaultAgent": {"endpoint": f"127.0.0.1:{port}", "insecure": True},
+                                   "pollInterval": "0.2s"})
+        pool = RemoteAgentPool(cfg)
+        pool.refresh()
+        pool.start()
+        try:
+            state.agents.append(agent_meta("Late", "late_type"))
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "late_type" not in {a.task_category.name for a in AgentRegistry.agents()}:
+                time.sleep(0.1)
+            assert isinstance(AgentRegistry.get_agent("late_type"), RemoteAsyncAgent)
+            assert state.methods().count("ListAgents") >= 2
+        finally:
+            pool.stop()

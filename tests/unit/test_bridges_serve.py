@@ -163,3 +163,49 @@ def test_sigterm_stops_the_server_cleanly(server: tuple[str, subprocess.Popen[st
     assert proc.wait(30) == 0
     out = proc.stdout.read() if proc.stdout else ""
     assert "listening on port" in out and "counting_v0" in out and "greet_v0" in out
+
+
+def _start_serve(args: list[str], port_file: Path) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).with_name("agent-operator")
+    proc = subprocess.Popen([str(exe), "serve", "--address", "127.0.0.1:0", "--port-file", str(port_file),
+                             "--grace", "0", "--flytekit", "off", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not port_file.exists() or not port_file.read_text().strip():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return proc
+
+
+def test_tls_and_mutual_tls(tmp_path: Path) -> None:
+    from agent_operator.bridges.remote import parse_remote_config
+    from agent_operator.bridges.remote.client import RemoteAgentClient
+    from agent_operator.sdk import TransientAgentError
+    from agent_operator.testing.certs import generate_pki
+
+    pki = generate_pki(tmp_path / "pki")
+    proc = _start_serve(["--tls-cert-file", str(pki.serving_cert), "--tls-key-file", str(pki.serving_key),
+                         "--tls-client-ca-file", str(pki.ca_cert)], tmp_path / "port")
+    try:
+        endpoint = f"localhost:{(tmp_path / 'port').read_text().strip()}"
+
+        def client(**tls: str) -> RemoteAgentClient:
+            cfg = parse_remote_config({"defaultAgent": {"endpoint": endpoint, "defaultTimeout": "5s",
+                                                        "tls": {"caFile": str(pki.ca_cert), **tls}}})
+            return RemoteAgentClient(cfg.deployments["default"])
+
+        with_cert = client(certFile=str(pki.admin_cert), keyFile=str(pki.admin_key))
+        assert {a.name for a in with_cert.list_agents_blocking()} >= {"Sensor", "Webhook Agent"}
+        with pytest.raises(TransientAgentError, match="UNAVAILABLE"):
+            client().list_agents_blocking()  # no client certificate: the handshake is refused
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_bad_tls_flags_exit_1_naming_them(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("agent-operator")
+    run = subprocess.run([str(exe), "serve", "--flytekit", "off", "--tls-cert-file", "x.crt"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "--tls-cert-file and --tls-key-file must be given together" in run.stderr
