@@ -323,3 +323,11 @@ def test_periodic_discovery_thread_registers_types_added_later() -> None:
             assert state.methods().count("ListAgents") >= 2
         finally:
             pool.stop()
+
+
+def test_oversized_request_is_permanent_although_grpc_calls_it_resource_exhausted() -> None:
+    with agent_service() as (_, port):
+        agent = _async_agent(port)
+        with pytest.raises(RemoteAgentError) as e:
+            asyncio.run(agent.create(_template(blob="x" * (5 * 1024 * 1024)), "/o"))
+    assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in str(e.value)

@@ -3,7 +3,8 @@
 Transient (the operator retries the same call with backoff; the task does not fail):
 UNAVAILABLE (service down, connection refused, TLS handshake while a pod restarts),
 DEADLINE_EXCEEDED (our per-call deadline) and RESOURCE_EXHAUSTED (throttled; a
-``google.rpc.RetryInfo`` detail, when sent, becomes ``retry_after``).  Every other code
+``google.rpc.RetryInfo`` detail, when sent, becomes ``retry_after``; but not gRPC's own
+"message larger than max", which has the same code and would fail forever).  Every other code
 is permanent: NOT_FOUND (no agent for the task type), INVALID_ARGUMENT, INTERNAL (the
 agent raised; flytekit puts its traceback in the details), UNIMPLEMENTED, ...
 """
@@ -52,11 +53,16 @@ def _retry_after(err: grpc.RpcError) -> float | None:
     return None
 
 
+def _message_too_large(code: grpc.StatusCode, details: str) -> bool:
+    """gRPC reports an over-size message as RESOURCE_EXHAUSTED too; retrying cannot fix that."""
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in details.lower()
+
+
 def classify_rpc_error(err: grpc.RpcError, operation: str, endpoint: str) -> Exception:
     """The exception the SDK contract expects for ``err`` (return it; the caller raises)."""
     code: grpc.StatusCode = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details: str = (err.details() if hasattr(err, "details") else None) or ""
     message = f"{operation} on agent service {endpoint} failed with {code.name}: {details or '(no message)'}"
-    if code in TRANSIENT_CODES:
+    if code in TRANSIENT_CODES and not _message_too_large(code, details):
         return TransientAgentError(message, retry_after=_retry_after(err))
     return RemoteAgentError(message, code, details)
