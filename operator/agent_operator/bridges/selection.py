@@ -137,7 +137,7 @@ def source_of(agent: Agent) -> str:
     return BUILTIN
 
 
-def add_selection_arg(parser: argparse.ArgumentParser) -> None:
+def add_selection_arg(parser: "argparse._ActionsContainer") -> None:
     """Add ``--agent-source`` once (several bridges' argument helpers call this)."""
     if "--agent-source" in parser._option_string_actions:  # noqa: SLF001 - argparse has no public lookup
         return
@@ -146,7 +146,7 @@ def add_selection_arg(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="TYPE[:VERSION]=SOURCE",
-        help="serve a task type from this source when several agents claim it: builtin, flytekit, "
-        "remote or remote:<deployment> (repeatable; default: the first loaded wins, built-ins first)",
+        help="serve a task type only from this source: builtin, flytekit, remote or remote:<deployment> "
+        "(repeatable; unnamed types: the first loaded wins, built-ins first)",
     )
 

@@ -35,7 +35,7 @@ from agent_operator.bridges.flytekit.availability import (
     missing_agent_hint,
 )
 from agent_operator.bridges.remote.cli import add_remote_agent_args, build_remote_config, start_remote_pool, stop_remote_agents
-from agent_operator.bridges.selection import BUILTIN, FLYTEKIT, AgentSourceSelection
+from agent_operator.bridges.selection import BUILTIN, FLYTEKIT, AgentSourceSelection, add_selection_arg
 from agent_operator.sdk import AgentLoadError, AgentRegistry, TaskCategory, load_agents
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not load agents from the 'agent_operator.agents' entry points",
     )
+    add_selection_arg(g)
     default_mode = os.environ.get(FLYTEKIT_ENV, "auto")
     f = parser.add_argument_group("flytekit agents/connectors (in-process bridge)")
     f.add_argument(
