@@ -331,3 +331,21 @@ def test_oversized_request_is_permanent_although_grpc_calls_it_resource_exhauste
         with pytest.raises(RemoteAgentError) as e:
             asyncio.run(agent.create(_template(blob="x" * (5 * 1024 * 1024)), "/o"))
     assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in str(e.value)
+
+
+def test_unreachable_service_is_asked_again_sooner_than_the_poll_interval() -> None:
+    port = _free_port()
+    cfg = parse_remote_config({"defaultAgent": {"endpoint": f"127.0.0.1:{port}", "insecure": True,
+                                                "defaultTimeout": "1s"}, "pollInterval": "10m"})
+    pool = RemoteAgentPool(cfg)
+    assert pool.next_wait() == 600
+    pool.refresh()
+    assert pool.next_wait() == 5
+    import time
+
+    with agent_service(agents=[agent_meta("Bq", "bq_job")], port=port):
+        deadline = time.monotonic() + 20  # the channel reconnects within its (capped) backoff
+        while pool.refresh() == [] and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert pool.next_wait() == 600 and isinstance(AgentRegistry.get_agent("bq_job"), RemoteAsyncAgent)
+    pool.stop()

@@ -22,10 +22,19 @@ import grpc.aio
 from agent_operator.bridges.remote.config import Deployment
 
 
+#: upper bound of gRPC's reconnect backoff (milliseconds)
+MAX_RECONNECT_BACKOFF_MS = 5_000
+
+
 def channel_options(deployment: Deployment) -> list[tuple[str, Any]]:
     """Channel arguments: service config (load balancing), keepalive, TLS name override."""
     ka = deployment.keepalive
-    options: list[tuple[str, Any]] = [("grpc.service_config", deployment.service_config)]
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", deployment.service_config),
+        # after an outage calls fail fast until the next reconnect attempt; gRPC's default
+        # backoff grows to 120 s, which would keep tasks waiting long after the service is back
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+    ]
     if ka.time_s > 0:
         options += [
             ("grpc.keepalive_time_ms", int(ka.time_s * 1000)),

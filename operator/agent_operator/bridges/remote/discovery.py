@@ -34,6 +34,8 @@ from agent_operator.sdk.registry import Agent
 log = logging.getLogger(__name__)
 
 RemoteAgent = RemoteAsyncAgent | RemoteSyncAgent
+#: refresh period (seconds) while some deployment's ListAgents fails
+RETRY_UNREACHABLE_S = 5.0
 
 
 class RemoteAgentPool:
@@ -126,17 +128,26 @@ class RemoteAgentPool:
         failing = "; ".join(f"{dep} ({self.clients[dep].endpoint}): {err}" for dep, err in sorted(self.discovery_errors.items()))
         return (
             f"Remote agent service discovery failed, so task types they serve are unknown until they answer "
-            f"(next try within {self.config.poll_interval_s:g}s; a static route in agentForTaskTypes avoids this): {failing}"
+            f"(next try within {self.next_wait():g}s; a static route in agentForTaskTypes avoids this): {failing}"
         )
+
+    def next_wait(self) -> float:
+        """Seconds until the next refresh: ``pollInterval``, shorter while a service is unreachable.
+
+        Until a service answers ListAgents its task types are unknown and AgentTasks of those
+        types fail with AgentNotFound, so an unreachable service is asked again within
+        :data:`RETRY_UNREACHABLE_S` (an operator and its agent service often start together).
+        """
+        interval = self.config.poll_interval_s
+        return min(interval, RETRY_UNREACHABLE_S) if self.discovery_errors else interval
 
     def start(self) -> None:
         """Refresh every ``pollInterval`` in a daemon thread (no-op when the interval is 0)."""
-        interval = self.config.poll_interval_s
-        if interval <= 0 or self._thread is not None:
+        if self.config.poll_interval_s <= 0 or self._thread is not None:
             return
 
         def loop() -> None:
-            while not self._stop.wait(interval):
+            while not self._stop.wait(self.next_wait()):
                 try:
                     self.refresh()
                 except Exception:  # noqa: BLE001 - discovery must never die silently mid-run
