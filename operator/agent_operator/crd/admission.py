@@ -16,16 +16,16 @@ rejects such a task with ``InvalidSpec``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from agent_operator.crd.fields import InvalidField
+from agent_operator.crd.fields import InvalidField, find_pruned_field
+from agent_operator.crd.manifest import object_schema
 from agent_operator.crd.names import API_VERSION, KIND
 from agent_operator.crd.resource import AgentTask, load_agent_task
 from agent_operator.crd.spec import IMMUTABLE_MESSAGE
-
-TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 
 #: metav1.ObjectMeta's JSON fields: anything else is an unknown field under strict validation
 OBJECT_META_FIELDS = frozenset({
@@ -40,15 +40,18 @@ _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 
+#: the CRD's openAPIV3Schema, built once (read-only)
+_object_schema = functools.cache(object_schema)
+
 
 def _check_qualified_key(key: Any, where: str) -> None:
     """A label/annotation key: optional DNS-subdomain prefix, then a name of at most 63 characters."""
     if not isinstance(key, str):
         raise InvalidField(where, "keys must be strings")
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
         raise InvalidField(f"{where}.{key}", "the key's prefix must be a DNS subdomain (e.g. example.com/)")
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         raise InvalidField(f"{where}.{key}", "keys are at most 63 characters: alphanumerics, '-', '_', '.'")
 
 
@@ -63,19 +66,19 @@ def check_metadata(meta: Any) -> None:
     if name is None and not meta.get("generateName"):
         raise InvalidField("metadata.name", "required: name or generateName")
     if name is not None:
-        if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
             raise InvalidField("metadata.name", f"{name!r} is not a valid name: lowercase letters, digits, "
                                f"'-' and '.', at most 253 characters, starting and ending alphanumeric")
     namespace = meta.get("namespace")
     if namespace is not None:
-        if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS_LABEL.match(namespace):
+        if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS_LABEL.fullmatch(namespace):
             raise InvalidField("metadata.namespace", f"{namespace!r} is not a valid namespace name")
     labels = meta.get("labels") or {}
     if not isinstance(labels, Mapping):
         raise InvalidField("metadata.labels", "expected a mapping")
     for key, value in labels.items():
         _check_qualified_key(key, "metadata.labels")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
             raise InvalidField(f"metadata.labels.{key}", "label values are at most 63 characters: "
                                "alphanumerics, '-', '_', '.'")
     annotations = meta.get("annotations") or {}
@@ -99,9 +102,10 @@ def admission_check(obj: Any) -> AgentTask:
     """
     if not isinstance(obj, Mapping):
         raise InvalidField("<document>", f"expected a mapping (an AgentTask object), got {type(obj).__name__}")
-    unknown = sorted(set(obj) - TOP_LEVEL)
-    if unknown:
-        raise InvalidField(unknown[0], "unknown field")
+    # strict field validation runs while decoding, before any other check
+    pruned = find_pruned_field({k: v for k, v in obj.items() if k != "metadata"}, _object_schema())
+    if pruned:
+        raise InvalidField(pruned, "unknown field")
     if obj.get("apiVersion") != API_VERSION:
         raise InvalidField("apiVersion", f"expected {API_VERSION!r}, got {obj.get('apiVersion')!r}")
     if obj.get("kind") != KIND:

@@ -9,9 +9,8 @@ derived from the same field declarations, so they cannot disagree.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
+import functools
 import enum
 import re
 import types
@@ -202,13 +201,14 @@ def _load_value(tp: Any, raw: Any, where: str) -> Any:
     return raw
 
 
-def _is_base64(value: str) -> bool:
-    """The API server's ``format: byte``: Go's ``base64.StdEncoding`` (CR/LF ignored)."""
-    try:
-        base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return True
+@functools.lru_cache(maxsize=64)
+def _go_pattern(pattern: str) -> re.Pattern[str]:
+    """A schema pattern with Go (RE2) semantics: ``$`` is the end of the text.
+
+    Python's ``$`` also matches before a trailing newline, so ``"5s\n"`` would pass a
+    pattern the API server rejects.
+    """
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
 
 
 def _check_bounds(meta: Mapping[str, Any], value: Any, where: str) -> None:
@@ -219,14 +219,12 @@ def _check_bounds(meta: Mapping[str, Any], value: Any, where: str) -> None:
             raise InvalidField(where, f"longer than {schema['maxLength']} characters")
         if "minLength" in schema and len(value) < schema["minLength"]:
             raise InvalidField(where, f"shorter than {schema['minLength']} characters")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not _go_pattern(schema["pattern"]).search(value):
             raise InvalidField(where, f"{value[:64]!r} does not match {schema['pattern']!r}")
         if "enum" in schema and value not in schema["enum"]:
             allowed = ", ".join(repr(v) for v in schema["enum"])
             raise InvalidField(where, f"must be one of {allowed}, got {value[:64]!r}")
-        if schema.get("format") == "byte" and not _is_base64(value):
-            raise InvalidField(where, "not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with '=')")
-        if schema.get("format") == "date-time" and not _RFC3339.match(value):
+        if schema.get("format") == "date-time" and not _RFC3339.fullmatch(value):
             raise InvalidField(where, f"{value[:64]!r} is not an RFC 3339 date-time (e.g. 2026-01-02T15:04:05Z)")
     if isinstance(value, tuple) and "maxItems" in schema and len(value) > schema["maxItems"]:
         raise InvalidField(where, f"more than {schema['maxItems']} items")
@@ -253,6 +251,39 @@ def _attr_for(cls: type, json_name: str) -> str:
         if f.metadata.get("json") == json_name:
             return f.name
     raise KeyError(json_name)
+
+
+def find_pruned_field(value: Any, schema: Mapping[str, Any] | None, path: str = "") -> str | None:
+    """The first field the API server's pruning would drop from ``value``, or None.
+
+    The same walk as apiextensions' ``pruning.prune`` (which is what strict field
+    validation reports as ``unknown field "..."``, while decoding, before any schema
+    check): keys not in ``properties`` go, even under a field that is not an object at all
+    (``deletionPolicy: {a: 1}`` reports ``spec.deletionPolicy.a``); lists are walked with
+    their ``items`` schema; ``x-kubernetes-preserve-unknown-fields`` stops the walk.
+    """
+    if schema is not None and schema.get("x-kubernetes-preserve-unknown-fields"):
+        return None
+    if isinstance(value, Mapping):
+        props = schema.get("properties", {}) if schema is not None else {}
+        extra = schema.get("additionalProperties") if schema is not None else None
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if schema is not None and key in props:
+                found = find_pruned_field(item, props[key], where)
+            elif isinstance(extra, Mapping):
+                found = find_pruned_field(item, extra, where)
+            else:
+                return where
+            if found:
+                return found
+    elif isinstance(value, list):
+        items = schema.get("items") if schema is not None else None
+        for i, item in enumerate(value):
+            found = find_pruned_field(item, items, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 def load(cls: type[T], raw: Any, where: str) -> T:

@@ -25,6 +25,10 @@ MAX_SECRET_REFS = 16
 #: object, so only the model (validate, run-local, the operator) enforces these two
 MAX_TEMPLATE_JSON = MAX_TEMPLATE_BASE64
 MAX_INPUTS_JSON = MAX_INPUTS_BASE64
+#: standard, padded base64 without line breaks.  A pattern rather than ``format: byte``:
+#: the API server's byte format lets a JSON list through unchecked (``inputsBase64: []``
+#: is accepted and stored), a pattern on ``type: string`` does not.
+BASE64_PATTERN = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 #: a Kubernetes object name (RFC 1123 subdomain), as Secrets and ServiceAccounts use
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -105,9 +109,9 @@ class AgentTaskSpec:
     )
     task_template_base64: str | None = api_field(
         "taskTemplateBase64",
-        "The flyteidl core.TaskTemplate as base64 (standard alphabet, padded) of its binary "
+        "The flyteidl core.TaskTemplate as base64 (standard alphabet, padded, no line breaks) of its binary "
         "protobuf encoding.",
-        default=None, maxLength=MAX_TEMPLATE_BASE64, format="byte",
+        default=None, maxLength=MAX_TEMPLATE_BASE64, pattern=BASE64_PATTERN,
     )
     inputs: Mapping[str, Any] | None = api_field(
         "inputs",
@@ -118,8 +122,9 @@ class AgentTaskSpec:
     )
     inputs_base64: str | None = api_field(
         "inputsBase64",
-        "Task inputs as base64 (standard alphabet, padded) of a binary flyteidl core.LiteralMap.",
-        default=None, maxLength=MAX_INPUTS_BASE64, format="byte",
+        "Task inputs as base64 (standard alphabet, padded, no line breaks) of a binary flyteidl "
+        "core.LiteralMap.",
+        default=None, maxLength=MAX_INPUTS_BASE64, pattern=BASE64_PATTERN,
     )
     output_prefix: str | None = api_field(
         "outputPrefix",
