@@ -135,7 +135,7 @@ class AgentRegistry:
     def list_agents() -> list[agent_pb2.Agent]:
         """One flyteidl ``admin.Agent`` per registered agent name (copies)."""
         out = []
-        for meta in AgentRegistry._METADATA.values():
+        for meta in list(AgentRegistry._METADATA.values()):  # remote discovery registers from a thread
             copy = agent_pb2.Agent()
             copy.CopyFrom(meta)
             out.append(copy)
