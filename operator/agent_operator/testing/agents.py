@@ -24,6 +24,8 @@ What a job does is read from the template's ``custom`` fields (build them with
                   ``blob`` of that many bytes
 ``nextPollSeconds``  suggested next poll, sent as customInfo ``nextPollSeconds``
 ``leakSecret``    ``"secretName/key"``: put that secret's value into the message (scrub test)
+``outageFile``    while this path exists every call raises TransientAgentError (an agent outage
+                  shared by all jobs; the chaos suite creates and removes the file)
 
 Every call is appended, durably and before the agent answers, to a sqlite ledger (path in
 env ``AGENT_OPERATOR_TEST_LEDGER``) keyed by the idempotency key, so a test can count calls
@@ -243,6 +245,9 @@ class _Behaviour:
         return float(config.get("latency", self.default_latency))
 
     def _inject(self, method: str, config: Mapping[str, Any], calls_before: int) -> None:
+        outage = config.get("outageFile")
+        if outage and os.path.exists(str(outage)):
+            raise TransientAgentError(f"agent service unavailable ({method}): outage in progress")
         errors = config.get("errors") or {}
         rule = errors.get(method)
         if not rule:
