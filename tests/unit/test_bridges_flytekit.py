@@ -326,3 +326,44 @@ def test_flytekit_on_offers_flytekits_connectors_where_no_builtin_serves() -> No
     AgentRegistry._METADATA.clear()
     agent_sources.load(_args("--no-entry-points", "--flytekit", "on"))
     assert isinstance(AgentRegistry.get_agent("webhook"), FlytekitSyncAgent)
+
+
+PLUGIN = '''
+from dataclasses import dataclass
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+
+@dataclass
+class DemoMeta(ResourceMeta):
+    job: str
+
+class DemoWarehouseConnector(AsyncConnectorBase):
+    name = "Demo Warehouse Connector"
+    def __init__(self):
+        super().__init__(task_type_name="demo_warehouse_job", metadata_type=DemoMeta)
+    async def create(self, task_template, output_prefix, inputs=None, **kwargs):
+        return DemoMeta(job="j")
+    async def get(self, resource_meta, **kwargs):
+        return Resource(phase=4)
+    async def delete(self, resource_meta, **kwargs):
+        pass
+
+ConnectorRegistry.register(DemoWarehouseConnector())
+'''
+
+
+def test_installed_flytekit_plugins_are_discovered_through_flytekits_entry_points(tmp_path: Path) -> None:
+    """A flytekitplugins-* style distribution (entry point group flytekit.plugins) is served with no flag."""
+    (tmp_path / "flytekitplugins_demo").mkdir()
+    (tmp_path / "flytekitplugins_demo" / "__init__.py").write_text(PLUGIN)
+    dist = tmp_path / "flytekitplugins_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: flytekitplugins-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[flytekit.plugins]\ndemo = flytekitplugins_demo\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    exe = Path(sys.executable).with_name("agent-operator")
+    run = subprocess.run([str(exe), "agents", "-o", "json"], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    rows = {r["taskType"]: r for r in json.loads(run.stdout)}
+    assert rows["demo_warehouse_job"]["source"] == "flytekit"
+    assert rows["demo_warehouse_job"]["name"] == "Demo Warehouse Connector (flytekit)"
+    assert rows["sensor"]["source"] == "builtin"  # flytekit's SensorEngine loaded too, built-in still wins
