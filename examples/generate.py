@@ -43,7 +43,7 @@ EXAMPLES: dict[str, tuple[str, str, dict[str, str], dict[str, Any], str]] = {
     "webhook-post-inputs.yaml": (
         "webhook_order", "webhook-order", {"order_id": "42", "customer": "ada"}, {"timeout": "5m", "maxAttempts": 3},
         "A flytekit WebhookTask with inputs given as plain values: POSTs\n"
-        "{order: '42', customer: ada, ...} to http://127.0.0.1:18080/orders/42 (URL, header and\n"
+        "{order: 42, customer: ada, note: ...} to http://127.0.0.1:18080/orders/42 (URL, header and\n"
         "body are templated with {inputs.order_id} / {inputs.customer}).\n"
         "Serve it with: python examples/webhook_server.py --port 18080",
     ),
