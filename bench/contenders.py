@@ -30,7 +30,8 @@ def argv(contender: str, kubeconfig: Path, namespace: str, concurrency: int,
     """The command line that runs ``contender`` on ``namespace``."""
     if contender == OPERATOR:
         op = OperatorProcess(kubeconfig, namespaces=[namespace], agents=AGENT_SPECS, health_port=0,
-                             extra_args=["--max-concurrency", str(concurrency), *(operator_args or [])])
+                             extra_args=["--max-concurrency", str(concurrency), "--per-agent-concurrency",
+                                         str(concurrency), *(operator_args or [])])
         return op.argv()
     if contender == NAIVE:
         return [python(), "-m", "kopf", "run", "--standalone", "--namespace", namespace,
@@ -42,11 +43,12 @@ def argv(contender: str, kubeconfig: Path, namespace: str, concurrency: int,
 
 
 def process(contender: str, kubeconfig: Path, namespace: str, concurrency: int, workdir: Path,
-            tag: str, operator_args: list[str] | None = None) -> ContenderProcess:
+            tag: str, operator_args: list[str] | None = None, profile: bool = False) -> ContenderProcess:
     """A not-yet-started contender process logging into ``workdir`` under ``<contender>-<tag>``."""
     return ContenderProcess(
         name=f"{contender}-{tag}",
         argv=argv(contender, kubeconfig, namespace, concurrency, operator_args),
         env={"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"},
         workdir=workdir,
+        profile=profile,
     )

@@ -134,6 +134,8 @@ class ContenderProcess:
     started_at: float = 0.0
     restarts: int = 0
     sampler: RssSampler | None = field(default=None, repr=False)
+    profile: bool = False
+    profiler: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def call_log(self) -> Path:
@@ -158,7 +160,21 @@ class ContenderProcess:
         self.proc = processes.spawn(self.argv, self.output_log, env=env, cwd=ROOT)
         self.started_at = time.time()
         self.sampler = RssSampler(self.proc.pid)
+        if self.profile:
+            self._start_profiler()
         return self
+
+    @property
+    def profile_path(self) -> Path:
+        """Collapsed stacks (flamegraph input) written by py-spy when profiling."""
+        return self.workdir / f"{self.name}.{self.restarts}.pyspy.txt"
+
+    def _start_profiler(self) -> None:
+        """Attach py-spy (sampling, non-blocking) to the process; it writes when the process exits."""
+        pyspy = Path(sys.executable).parent / "py-spy"
+        argv = [str(pyspy), "record", "--pid", str(self.pid), "--rate", "100", "--nonblocking", "--gil",
+                "--format", "raw", "--output", str(self.profile_path)]
+        self.profiler = processes.spawn(argv, self.workdir / f"{self.name}.pyspy.log")
 
     def alive(self) -> bool:
         """Whether the process still runs."""
@@ -174,6 +190,12 @@ class ContenderProcess:
         processes.stop(self.proc, timeout=15.0)
         if self.sampler:
             self.sampler.stop()
+        if self.profiler is not None:
+            try:
+                self.profiler.wait(timeout=30)  # py-spy writes its output once the target exits
+            except subprocess.TimeoutExpired:
+                processes.stop(self.profiler, sig=2)
+            self.profiler = None
 
     def restart(self) -> None:
         """Stop and start again with the same arguments (same call log)."""

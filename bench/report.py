@@ -79,7 +79,7 @@ def markdown(results: dict[str, Any]) -> str:
     burst = results.get("burst", {})
     if burst:
         lines += ["", "**Burst** (instant agent, N tasks exist before the contender starts; tasks/s from its "
-                  "first create to the last terminal status)", "",
+                  "first create to the last terminal status; best of the runs shown)", "",
                   "| N | contender | tasks/s | vs naive | vs ceiling | object writes/task | Event writes/task "
                   "| peak RSS MB | CPU s | API server CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
         for n in sorted(burst, key=int):
@@ -89,6 +89,8 @@ def markdown(results: dict[str, Any]) -> str:
             for c, r in row.items():
                 tps = r["tasks_per_second"]
                 incomplete = "" if r.get("all_completed") else f" ({r['completed']}/{r['tasks']} done)"
+                if len(r.get("runs_tasks_per_second", [])) > 1:
+                    incomplete += " (runs: " + ", ".join(str(x) for x in r["runs_tasks_per_second"]) + ")"
                 lines.append(f"| {n} | {c} | {tps}{incomplete} | {_fmt(_ratio(tps, naive))} | "
                              f"{_fmt(_ratio(tps, ceiling))} | {r['writes']['object_writes_per_task']} | "
                              f"{r['writes']['event_writes_per_task']} | {r['peak_rss_mb']} | {r['cpu_seconds']} | "

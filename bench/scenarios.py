@@ -36,6 +36,7 @@ class Ctx:
     operator_args: list[str] = field(default_factory=list)
     log: Callable[[str], None] = print
     apiserver_pid: int | None = None
+    profile: tuple[str, ...] = ()
     run_id: str = field(default_factory=lambda: f"{int(time.time()) % 100000:05d}")
 
     def namespace(self, base: str) -> str:
@@ -71,7 +72,7 @@ def writes_table(delta: Counts, tasks: int, loadgen_creates: int) -> dict[str, A
 
 async def _start(ctx: Ctx, contender: str, namespace: str, tag: str) -> ContenderProcess:
     proc = contenders.process(contender, ctx.kubeconfig, namespace, ctx.concurrency, ctx.workdir, tag,
-                              ctx.operator_args)
+                              ctx.operator_args, profile=contender in ctx.profile)
     proc.call_log.unlink(missing_ok=True)
     return proc.start()
 
