@@ -367,3 +367,48 @@ def test_installed_flytekit_plugins_are_discovered_through_flytekits_entry_point
     assert rows["demo_warehouse_job"]["source"] == "flytekit"
     assert rows["demo_warehouse_job"]["name"] == "Demo Warehouse Connector (flytekit)"
     assert rows["sensor"]["source"] == "builtin"  # flytekit's SensorEngine loaded too, built-in still wins
+
+
+SECRET_CONNECTOR = '''
+from dataclasses import dataclass
+import flytekit
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.utils import get_connector_secret
+
+@dataclass
+class TokMeta(ResourceMeta):
+    token: str
+
+class SecretReadingConnector(AsyncConnectorBase):
+    name = "Secret Reading Connector"
+    def __init__(self):
+        super().__init__(task_type_name="secret_reader", metadata_type=TokMeta)
+    def create(self, task_template, output_prefix, inputs=None, **kwargs):   # plain: runs in a thread
+        return TokMeta(token=get_connector_secret("FLYTE_WAREHOUSE_TOKEN"))
+    async def get(self, resource_meta, **kwargs):
+        grouped = flytekit.current_context().secrets.get(group="warehouse-creds", key="user")
+        return Resource(phase=4, message=f"{resource_meta.token}/{grouped}")
+    async def delete(self, resource_meta, **kwargs):
+        pass
+
+ConnectorRegistry.register(SecretReadingConnector())
+'''
+
+
+def test_agenttask_secrets_reach_flytekit_connectors_through_flytekits_secret_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "secret_fk_connector.py").write_text(SECRET_CONNECTOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    agent_sources.load(_args("--no-entry-points", "--flytekit-module", "secret_fk_connector"))
+    agent = AgentRegistry.get_agent("secret_reader")
+    secrets = {"warehouse-creds": {"flyte_warehouse_token": "t0k3n", "user": "svc-etl"}}
+
+    async def scenario() -> Any:
+        meta = await agent.create(_typed_template("secret_reader", {}), "/o", None, None, secrets=secrets)
+        res = await agent.get(OpaqueResourceMeta.decode(meta.encode()), secrets=secrets)
+        with pytest.raises(ValueError, match="Unable to find secret for key FLYTE_WAREHOUSE_TOKEN"):
+            await agent.create(_typed_template("secret_reader", {}), "/o", None, None)  # another task: no secrets
+        return res
+
+    assert asyncio.run(scenario()).message == "t0k3n/svc-etl"

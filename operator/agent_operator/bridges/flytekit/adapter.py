@@ -13,6 +13,9 @@ behaves here as it does under ``pyflyte serve connector``:
   TypeEngine turns outputs given as Python values into literals), typed by the task's
   declared outputs when the template has them.
 
+The AgentTask's Secrets (keyword ``secrets``) are visible to the connector through flytekit's
+own secret lookup for the duration of the call (:mod:`.secrets`).
+
 One deliberate difference: connection failures and timeouts raised by a connector
 (``ConnectionError``, ``TimeoutError``, httpx transport errors) become
 :class:`~agent_operator.sdk.TransientAgentError`, so the operator retries the call
@@ -21,8 +24,11 @@ instead of failing the task.  flytekit's service would report them as INTERNAL.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flyteidl.admin import agent_pb2
@@ -35,6 +41,7 @@ from flytekit.models.literals import LiteralMap as FkLiteralMap
 from flytekit.models.task import TaskExecutionMetadata as FkTaskExecutionMetadata
 from flytekit.models.task import TaskTemplate as FkTaskTemplate
 
+from agent_operator.bridges.flytekit.secrets import TASK_SECRETS
 from agent_operator.bridges.opaque import OpaqueResourceMeta
 from agent_operator.sdk import (
     AsyncAgentBase,
@@ -65,14 +72,24 @@ def _transient_types() -> tuple[type[BaseException], ...]:
 _TRANSIENT = _transient_types()
 
 
-async def _call(connector: Any, method: str, **kwargs: Any) -> Any:
-    """Call a connector method (plain or async); connection trouble becomes TransientAgentError."""
+async def _call(connector: Any, method: str, secrets: Mapping[str, Mapping[str, str]] | None, **kwargs: Any) -> Any:
+    """Call a connector method (plain or async) with the task's secrets visible to flytekit.
+
+    Plain methods run in a worker thread: they get a copy of this context, so the secrets
+    travel with them.  Connection trouble becomes TransientAgentError.
+    """
+    func = getattr(connector, method)
+    token = TASK_SECRETS.set(secrets or None)
     try:
-        return await invoke(getattr(connector, method), **kwargs)
+        if not inspect.iscoroutinefunction(func):
+            func = functools.partial(contextvars.copy_context().run, func)
+        return await invoke(func, **kwargs)
     except _TRANSIENT as e:
         raise TransientAgentError(
             f"flytekit connector {connector.name!r} {method}: {type(e).__name__}: {e}"
         ) from e
+    finally:
+        TASK_SECRETS.reset(token)
 
 
 def _accepts(func: Any, name: str) -> bool:
@@ -181,6 +198,7 @@ class FlytekitAsyncAgent(_FlytekitMixin, AsyncAgentBase):
         meta = await _call(
             self.connector,
             "create",
+            kwargs.get("secrets"),
             task_template=to_flytekit_template(task_template),
             inputs=to_flytekit_inputs(inputs),
             output_prefix=output_prefix,
@@ -190,17 +208,17 @@ class FlytekitAsyncAgent(_FlytekitMixin, AsyncAgentBase):
 
     async def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:  # type: ignore[override]
         """``connector.get`` with the metadata decoded by the connector's ``metadata_type``."""
-        resource = await _call(self.connector, "get", resource_meta=self._decode(resource_meta))
+        resource = await _call(self.connector, "get", kwargs.get("secrets"), resource_meta=self._decode(resource_meta))
         return await from_flytekit_resource(resource, kwargs.get("task_template"))
 
     async def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:  # type: ignore[override]
         """``connector.delete`` (idempotency is the connector's business, as under flytekit)."""
-        await _call(self.connector, "delete", resource_meta=self._decode(resource_meta))
+        await _call(self.connector, "delete", kwargs.get("secrets"), resource_meta=self._decode(resource_meta))
 
     async def get_logs(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskLogsResponse:  # type: ignore[override]
         """``connector.get_logs`` when the connector implements it."""
         result: agent_pb2.GetTaskLogsResponse = await _call(
-            self.connector, "get_logs", resource_meta=self._decode(resource_meta)
+            self.connector, "get_logs", kwargs.get("secrets"), resource_meta=self._decode(resource_meta)
         )
         return result
 
@@ -228,6 +246,7 @@ class FlytekitSyncAgent(_FlytekitMixin, SyncAgentBase):
         resource = await _call(
             self.connector,
             "do",
+            kwargs.get("secrets"),
             task_template=to_flytekit_template(task_template),
             inputs=to_flytekit_inputs(inputs),
             output_prefix=output_prefix,

@@ -109,6 +109,9 @@ def load_flytekit_agents(
     importing more modules) keeps the registered objects stable.
     """
     import_flytekit(modules)
+    from agent_operator.bridges.flytekit.secrets import install
+
+    install()
     selection = selection or AgentSourceSelection()
     serving: list[Agent] = []
     for connector in flytekit_connectors():
