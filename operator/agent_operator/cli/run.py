@@ -66,6 +66,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="bound on one sync do call (default 300s)")
     p.add_argument("--transient-budget", type=int, default=5, metavar="N",
                    help="transient errors in a row before a task is marked Stalled (default 5)")
+    p.add_argument("--watch-inactivity-timeout", type=_seconds, default=70.0, metavar="S",
+                   help="reopen a watch stream silent this long - no event, no bookmark (default 70s; "
+                   "the API server bookmarks idle watches about every 60s)")
+    p.add_argument("--api-timeout", type=_seconds, default=30.0, metavar="S",
+                   help="bound on one Kubernetes API request (default 30s)")
     p.add_argument("--signing-secret", metavar="NS/NAME",
                    help=f"Secret holding the resourceMeta signing key, created when missing (default "
                    f"<$POD_NAMESPACE or first --namespace or 'default'>/{DEFAULT_SIGNING_SECRET_NAME})")
@@ -136,9 +141,11 @@ def run(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         per_agent_concurrency=args.per_agent_concurrency,
         agent_threads=max(args.max_concurrency, 8),
+        watch_inactivity_timeout=args.watch_inactivity_timeout,
+        api_timeout=args.api_timeout,
     )
     api_client = new_api_client(args.kubeconfig)
-    api = KubeApi(api_client)
+    api = KubeApi(api_client, request_timeout=args.api_timeout)
     holder: dict[str, Controller] = {}
 
     def ready() -> bool:

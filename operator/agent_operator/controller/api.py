@@ -55,10 +55,13 @@ def new_api_client(kubeconfig: str | None, pool_size: int = 32) -> Any:
 class KubeApi:
     """Async facade over the sync client for the handful of calls the controller makes."""
 
-    def __init__(self, api_client: Any, *, workers: int = 16) -> None:
+    def __init__(self, api_client: Any, *, workers: int = 16, request_timeout: float = 30.0) -> None:
         from kubernetes import client
 
         self.api_client = api_client
+        #: (connect, read) bound on every request: without it a frozen connection hangs a
+        #: status write (and the task behind it) forever
+        self.request_timeout = request_timeout
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
@@ -69,13 +72,15 @@ class KubeApi:
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
 
+        kwargs.setdefault("_request_timeout", (min(10.0, self.request_timeout), self.request_timeout))
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         except ApiException as e:
             raise ApiError(int(e.status or 0), str(e.body or e.reason)[:500]) from None
-        except OSError as e:
+        except (OSError, Urllib3Error) as e:
             raise ApiError(0, f"{type(e).__name__}: {e}") from None
 
     # ------------------------------------------------------------------ AgentTasks

@@ -55,6 +55,10 @@ class ControllerOptions:
     max_concurrency: int = 64
     per_agent_concurrency: int = 32
     agent_threads: int = 64
+    #: a watch stream silent this long (no event, no bookmark) is taken for dead and reopened
+    watch_inactivity_timeout: float = 70.0
+    #: bound on one API request (a frozen connection must not hang a write forever)
+    api_timeout: float = 30.0
 
 
 def _rv(body: Mapping[str, Any]) -> int | None:
@@ -231,9 +235,9 @@ class Controller:
 
         return registry
 
-    @staticmethod
-    def kopf_settings() -> Any:
-        """Settings that keep kopf from writing anything by itself."""
+    def kopf_settings(self) -> Any:
+        """Settings that keep kopf from writing anything by itself, and bound every wait on
+        the API server so a silently dead connection is noticed (no deaf operator)."""
         import kopf
 
         settings = kopf.OperatorSettings()
@@ -243,6 +247,12 @@ class Controller:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.error_backoffs = [1, 2, 5, 10]
+        # the API server sends a bookmark about every minute on an idle watch (kopf asks for
+        # them): silence longer than this means the stream died without FIN/RST
+        settings.watching.inactivity_timeout = self.options.watch_inactivity_timeout
+        settings.watching.connect_timeout = self.options.api_timeout
+        settings.networking.request_timeout = self.options.api_timeout
+        settings.networking.connect_timeout = self.options.api_timeout
         return settings
 
     async def run(self, stop_flag: asyncio.Event | None = None) -> None:
