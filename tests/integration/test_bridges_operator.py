@@ -95,13 +95,13 @@ def _run_sensor_and_webhook(kubectl: Kubectl, ns: str, op: OperatorProcess, tmp_
     assert running["phase"] == "Running", running
     assert running["agent"]["name"] == agent_names[0]
     target.write_text("ready")
-    done = _wait(kubectl, ns, "wait-for-file", _phase("Succeeded", "Failed"), op)
+    done = _wait(kubectl, ns, "wait-for-file", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op)
     assert done["phase"] == "Succeeded", done
 
     with serve({("POST", "/items/11"): _ok}) as srv:
         _apply(kubectl, ns, agent_task_manifest("notify", _template("webhook_post", srv.base), namespace=ns,
                                                 inputs={"s": "batch-7", "item_id": 11}))
-        hooked = _wait(kubectl, ns, "notify", _phase("Succeeded", "Failed"), op)
+        hooked = _wait(kubectl, ns, "notify", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op)
     assert hooked["phase"] == "Succeeded", hooked
     assert hooked["agent"]["name"] == agent_names[1] and hooked["agent"]["sync"] is True
     assert hooked["outputs"]["info"]["status_code"] == 200
@@ -129,7 +129,7 @@ def test_remote_not_found_fails_the_task_with_the_services_message(
     with OperatorProcess(kubeconfig, namespaces=[namespace], extra_args=args) as op:
         op.wait_ready()
         _apply(kubectl, namespace, agent_task_manifest("ghost", template, namespace=namespace, inputs={"path": "/x"}))
-        failed = _wait(kubectl, namespace, "ghost", _phase("Succeeded", "Failed"), op)
+        failed = _wait(kubectl, namespace, "ghost", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op)
     assert failed["phase"] == "Failed" and failed["reason"] == "AgentError"
     assert "NOT_FOUND" in failed["message"] and "Cannot find connector for task type: ghost" in failed["message"]
 
@@ -150,7 +150,7 @@ def test_agent_service_outage_is_transient_and_the_task_finishes_after_it_return
             assert hit["phase"] == "Running", hit
             target.write_text("x")
             svc.start()  # same port
-            done = _wait(kubectl, namespace, "outage", _phase("Succeeded", "Failed"), op, timeout=120)
+            done = _wait(kubectl, namespace, "outage", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op, timeout=120)
     assert done["phase"] == "Succeeded", done
 
 
@@ -190,8 +190,57 @@ def test_without_flytekit_builtins_run_and_flytekit_types_fail_saying_what_to_in
         _apply(kubectl, namespace, agent_task_manifest("builtin-sensor", _template("file_sensor"), namespace=namespace,
                                                        inputs={"path": str(target)}, pollInterval="1s"))
         _apply(kubectl, namespace, agent_task_manifest("bq", bq, namespace=namespace))
-        ok = _wait(kubectl, namespace, "builtin-sensor", _phase("Succeeded", "Failed"), op)
-        missing = _wait(kubectl, namespace, "bq", _phase("Succeeded", "Failed"), op)
+        ok = _wait(kubectl, namespace, "builtin-sensor", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op)
+        missing = _wait(kubectl, namespace, "bq", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op)
     assert ok["phase"] == "Succeeded", ok
     assert missing["phase"] == "Failed" and missing["reason"] == "AgentNotFound"
     assert "pip install 'flyte-agent-operator[flytekit]' flytekitplugins-bigquery" in missing["message"]
+
+
+SECRET_CONNECTOR = '''
+import hashlib
+from dataclasses import dataclass
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.utils import get_connector_secret
+
+@dataclass
+class TokMeta(ResourceMeta):
+    digest: str
+
+class WarehouseConnector(AsyncConnectorBase):
+    name = "Warehouse Connector"
+    def __init__(self):
+        super().__init__(task_type_name="warehouse_job", metadata_type=TokMeta)
+    def create(self, task_template, output_prefix, inputs=None, **kwargs):
+        token = get_connector_secret("FLYTE_WAREHOUSE_TOKEN")
+        return TokMeta(digest=hashlib.sha256(token.encode()).hexdigest()[:16])
+    async def get(self, resource_meta, **kwargs):
+        return Resource(phase=TaskExecution.SUCCEEDED, message="token digest " + resource_meta.digest, outputs={"rows": 42})
+    async def delete(self, resource_meta, **kwargs):
+        pass
+
+ConnectorRegistry.register(WarehouseConnector())
+'''
+
+
+def test_in_house_flytekit_connector_gets_the_agenttask_secret_through_flytekit(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, tmp_path: Path,
+) -> None:
+    import hashlib
+
+    (tmp_path / "warehouse_connector.py").write_text(SECRET_CONNECTOR)
+    kubectl("-n", namespace, "create", "secret", "generic", "warehouse-creds",
+            "--from-literal=FLYTE_WAREHOUSE_TOKEN=s3cr3t-t0ken")
+    template = {"id": {"name": "nightly", "resourceType": "TASK"}, "type": "warehouse_job",
+                "interface": {"outputs": {"variables": {"rows": {"type": {"simple": "INTEGER"}}}}}}
+    with OperatorProcess(kubeconfig, namespaces=[namespace], env={"PYTHONPATH": str(tmp_path)},
+                         extra_args=["--flytekit-module", "warehouse_connector"]) as op:
+        op.wait_ready()
+        _apply(kubectl, namespace, agent_task_manifest("nightly", template, namespace=namespace, pollInterval="1s",
+                                                       secretRefs=[{"name": "warehouse-creds"}]))
+        done = _wait(kubectl, namespace, "nightly", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op)
+    assert done["phase"] == "Succeeded", done
+    assert done["agent"]["name"] == "Warehouse Connector (flytekit)"
+    assert hashlib.sha256(b"s3cr3t-t0ken").hexdigest()[:16] in done["message"]
+    assert done["outputs"] == {"rows": 42}

@@ -330,6 +330,7 @@ def test_flytekit_on_offers_flytekits_connectors_where_no_builtin_serves() -> No
 
 PLUGIN = '''
 from dataclasses import dataclass
+from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
 
 @dataclass
@@ -343,7 +344,7 @@ class DemoWarehouseConnector(AsyncConnectorBase):
     async def create(self, task_template, output_prefix, inputs=None, **kwargs):
         return DemoMeta(job="j")
     async def get(self, resource_meta, **kwargs):
-        return Resource(phase=4)
+        return Resource(phase=TaskExecution.SUCCEEDED)
     async def delete(self, resource_meta, **kwargs):
         pass
 
@@ -372,6 +373,7 @@ def test_installed_flytekit_plugins_are_discovered_through_flytekits_entry_point
 SECRET_CONNECTOR = '''
 from dataclasses import dataclass
 import flytekit
+from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
 from flytekit.extend.backend.utils import get_connector_secret
 
@@ -387,7 +389,7 @@ class SecretReadingConnector(AsyncConnectorBase):
         return TokMeta(token=get_connector_secret("FLYTE_WAREHOUSE_TOKEN"))
     async def get(self, resource_meta, **kwargs):
         grouped = flytekit.current_context().secrets.get(group="warehouse-creds", key="user")
-        return Resource(phase=4, message=f"{resource_meta.token}/{grouped}")
+        return Resource(phase=TaskExecution.SUCCEEDED, message=f"{resource_meta.token}/{grouped}")
     async def delete(self, resource_meta, **kwargs):
         pass
 
