@@ -244,3 +244,39 @@ def test_in_house_flytekit_connector_gets_the_agenttask_secret_through_flytekit(
     assert done["agent"]["name"] == "Warehouse Connector (flytekit)"
     assert hashlib.sha256(b"s3cr3t-t0ken").hexdigest()[:16] in done["message"]
     assert done["outputs"] == {"rows": 42}
+
+
+def test_operator_drives_agents_served_by_agent_operator_serve(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, tmp_path: Path,
+) -> None:
+    """Full circle: operator --remote--> `agent-operator serve` --in-process--> flytekit's SensorEngine."""
+    import signal
+    import subprocess
+
+    port_file = tmp_path / "port"
+    exe = Path(sys.executable).with_name("agent-operator")
+    serve_proc = subprocess.Popen(
+        [str(exe), "serve", "--address", "127.0.0.1:0", "--port-file", str(port_file), "--grace", "1",
+         "--flytekit", "on", "--agent-source", "sensor=flytekit"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert serve_proc.poll() is None and time.monotonic() < deadline, "agent-operator serve did not start"
+            time.sleep(0.2)
+        endpoint = f"127.0.0.1:{port_file.read_text().strip()}"
+        target = tmp_path / "circle.txt"
+        args = ["--flytekit", "off", "--remote-endpoint", endpoint, "--remote-insecure", "--agent-source", "sensor=remote"]
+        with OperatorProcess(kubeconfig, namespaces=[namespace], entry_points=True, extra_args=args) as op:
+            op.wait_ready()
+            _apply(kubectl, namespace, agent_task_manifest("circle", _template("file_sensor"), namespace=namespace,
+                                                           inputs={"path": str(target)}, pollInterval="1s"))
+            running = _wait(kubectl, namespace, "circle", _phase("Running", "Failed"), op)
+            assert running["agent"]["name"] == "Sensor (flytekit) @ default", running
+            target.write_text("x")
+            done = _wait(kubectl, namespace, "circle", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op)
+        assert done["phase"] == "Succeeded", done
+    finally:
+        serve_proc.send_signal(signal.SIGTERM)
+        serve_proc.wait(30)
