@@ -109,7 +109,8 @@ class AgentSourceSelection:
         chosen = self.chosen(category)
         if chosen is not None:
             if not self.admits(category, source):
-                log.info("task type %s: %s agent %r not used (selected source: %s)", category, source, agent.name, chosen)
+                _log_once(logging.INFO, "task type %s: %s agent %r not used (selected source: %s)",
+                          category, source, agent.name, chosen)
                 return False
             if current is not None:
                 log.info("task type %s: %s agent %r replaces %r (selected source: %s)",
@@ -117,7 +118,8 @@ class AgentSourceSelection:
             AgentRegistry.register(agent, override=True)
             return True
         if current is not None:
-            log.info(
+            _log_once(
+                logging.INFO,
                 "task type %s is already served by %r; %s agent %r is not used "
                 "(choose it with --agent-source %s=%s)",
                 category, current.name, source, agent.name, format_category(category), source,
@@ -125,6 +127,16 @@ class AgentSourceSelection:
             return False
         AgentRegistry.register(agent)
         return True
+
+
+_logged: set[tuple[object, ...]] = set()
+
+
+def _log_once(level: int, msg: str, *args: object) -> None:
+    """Log a selection decision at ``level`` once; repeats (every discovery refresh) go to debug."""
+    key = (msg, *map(str, args))
+    log.log(level if key not in _logged else logging.DEBUG, msg, *args)
+    _logged.add(key)
 
 
 def source_of(agent: Agent) -> str:
