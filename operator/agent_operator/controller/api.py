@@ -93,8 +93,10 @@ class KubeApi:
     async def patch_task(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
         """Merge patch (a dict) or JSON patch (a list) of the object's metadata."""
         hooks.record_api_write("patch", names.PLURAL)
+        ctype = "application/json-patch+json" if isinstance(patch, list) else "application/merge-patch+json"
         body: dict[str, Any] = await self._run(self._custom.patch_namespaced_custom_object,
-                                              names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch)
+                                              names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch,
+                                              _content_type=ctype)
         return body
 
     async def patch_status(self, namespace: str, name: str, status_patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,7 +104,8 @@ class KubeApi:
         hooks.record_api_write("patch", f"{names.PLURAL}/status")
         body: dict[str, Any] = await self._run(
             self._custom.patch_namespaced_custom_object_status,
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": dict(status_patch)})
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": dict(status_patch)},
+            _content_type="application/merge-patch+json")
         return body
 
     # ------------------------------------------------------------------ Events
