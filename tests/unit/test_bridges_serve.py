@@ -18,9 +18,11 @@ from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2, types_pb2
 from flyteidl.service import agent_pb2_grpc
 from google.protobuf import json_format
 
+from agent_operator.bridges.pyflyte import free_port
 from agent_operator.serialization import literal_map_to_plain
 
 HERE = Path(__file__).resolve().parent
+HEALTH_PORT = free_port()
 Phase = execution_pb2.TaskExecution
 
 
@@ -31,6 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
     exe = Path(sys.executable).with_name("agent-operator")
     proc = subprocess.Popen(
         [str(exe), "serve", "--address", "127.0.0.1:0", "--port-file", str(port_file), "--grace", "1",
+         "--health-port", str(HEALTH_PORT),
          "--flytekit", "off", "--agent", "serve_test_agents:CountingAgent", "--agent", "serve_test_agents:GreetAgent"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -141,6 +144,20 @@ def test_error_codes_match_flytekits_service_plus_unavailable_for_transient(chan
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "CountMeta" in details
     code, _ = _code(lambda: stub.CreateTask(agent_pb2.CreateTaskRequest(template=_template("greet")), timeout=10))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_agent_calls_are_on_the_metrics_endpoint(channel: grpc.Channel) -> None:
+    import urllib.request
+
+    stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
+    stub.CreateTask(agent_pb2.CreateTaskRequest(template=_template("counting"), task_execution_metadata=_exec_meta("m-1")),
+                    timeout=10)
+    with pytest.raises(grpc.RpcError):
+        stub.CreateTask(agent_pb2.CreateTaskRequest(template=_template("counting", "transient")), timeout=10)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{HEALTH_PORT}/metrics", timeout=10).read().decode()
+    assert 'agent_operator_agent_call_duration_seconds_count{agent="Counting Agent",method="create"}' in body
+    assert 'agent_operator_agent_errors_total{agent="Counting Agent",kind="transient",method="create"}' in body
+    assert urllib.request.urlopen(f"http://127.0.0.1:{HEALTH_PORT}/readyz", timeout=10).status == 200
 
 
 def test_our_remote_bridge_reads_the_transient_error_with_retry_after(server: tuple[str, subprocess.Popen[str]]) -> None:

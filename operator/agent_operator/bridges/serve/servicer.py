@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -99,13 +100,28 @@ def _async_agent(category: TaskCategory) -> AsyncAgentBase:
     return agent
 
 
+def _observe(func: Any, seconds: float, error_kind: str | None) -> None:
+    """Agent call latency/errors on /metrics (``serve --health-port``), same families as ``run``."""
+    try:
+        from agent_operator.observability.metrics import observe_agent_call
+    except ImportError:  # pragma: no cover - prometheus-client missing
+        return
+    agent = getattr(getattr(func, "__self__", None), "name", "?")
+    observe_agent_call(str(agent), getattr(func, "__name__", "?"), seconds, error_kind)
+
+
 async def _call(operation: str, category: TaskCategory, func: Any, **kwargs: Any) -> Any:
     """Invoke an agent method, turning its exceptions into status codes."""
+    started = time.perf_counter()
+    error_kind: str | None = "permanent"
     try:
-        return await invoke(func, **kwargs)
+        result = await invoke(func, **kwargs)
+        error_kind = None
+        return result
     except _Abort:
         raise
     except TransientAgentError as e:
+        error_kind = "transient"
         raise _Abort(grpc.StatusCode.UNAVAILABLE, f"failed to {operation} {category} task (transient): {e}",
                      e.retry_after) from None
     except NotImplementedError as e:
@@ -114,6 +130,8 @@ async def _call(operation: str, category: TaskCategory, func: Any, **kwargs: Any
         log.warning("%s %s failed: %s: %s", operation, category, type(e).__name__, e)
         raise _Abort(grpc.StatusCode.INTERNAL, f"failed to {operation} {category} task with error: "
                      f"{type(e).__name__}: {e}") from None
+    finally:
+        _observe(func, time.perf_counter() - started, error_kind)
 
 
 async def _abort(context: Context, err: _Abort) -> NoReturn:
