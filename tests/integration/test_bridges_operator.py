@@ -280,3 +280,45 @@ def test_operator_drives_agents_served_by_agent_operator_serve(
     finally:
         serve_proc.send_signal(signal.SIGTERM)
         serve_proc.wait(30)
+
+
+def test_grpc_status_classes_and_agent_error_from_a_python_agent_service(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str,
+) -> None:
+    from grpc_test_service import agent_meta, agent_service
+
+    def job(name: str, **custom: Any) -> dict[str, Any]:
+        return {"id": {"name": name, "resourceType": "TASK"}, "type": "svc_job", "custom": custom}
+
+    throttled = {"fail": {"code": "RESOURCE_EXHAUSTED", "details": "slow down", "times": 2, "retry_after": 1},
+                 "resource": {"phase": "SUCCEEDED", "message": "done"}}
+    invalid = {"fail": {"code": "INVALID_ARGUMENT", "details": "query must not be empty"}}
+    fatal = {"resource": {"phase": "FAILED", "message": "table missing",
+                          "agentError": {"code": "NO_TABLE", "kind": "NON_RECOVERABLE"}}}
+    recoverable = {"resource": {"phase": "FAILED", "message": "node lost",
+                                "agentError": {"code": "PREEMPTED", "kind": "RECOVERABLE"}}}
+    with agent_service(agents=[agent_meta("Svc", "svc_job")]) as (state, port):
+        args = ["--flytekit", "off", "--remote-endpoint", f"127.0.0.1:{port}", "--remote-insecure"]
+        with OperatorProcess(kubeconfig, namespaces=[namespace], extra_args=args) as op:
+            op.wait_ready()
+            for name, custom, extra in (("throttled", throttled, {}), ("invalid", invalid, {}),
+                                        ("fatal", fatal, {}), ("recoverable", recoverable, {"maxAttempts": 2})):
+                _apply(kubectl, namespace, agent_task_manifest(name, job(name, **custom), namespace=namespace,
+                                                               pollInterval="1s", **extra))
+            end = _phase("Succeeded", "Failed", "Aborted", "TimedOut")
+            results = {name: _wait(kubectl, namespace, name, end, op, timeout=90)
+                       for name in ("throttled", "invalid", "fatal", "recoverable")}
+    ok = results["throttled"]
+    assert ok["phase"] == "Succeeded" and ok["message"] == "done", ok
+    creates = [r for svc, m, r in state.calls if m == "CreateTask"]
+    # RESOURCE_EXHAUSTED twice: retried with the same idempotency key, the task never failed
+    throttled_keys = [r.task_execution_metadata.task_execution_id.task_id.name
+                      for r in creates if r.template.id.name == "throttled"]
+    assert len(throttled_keys) == 3 and len(set(throttled_keys)) == 1, throttled_keys
+    assert results["invalid"]["phase"] == "Failed" and results["invalid"]["reason"] == "AgentError"
+    assert "INVALID_ARGUMENT: query must not be empty" in results["invalid"]["message"]
+    assert results["fatal"]["phase"] == "Failed" and "[NO_TABLE] table missing" in results["fatal"]["message"]
+    rec = results["recoverable"]
+    assert rec["phase"] == "Failed" and rec["attempt"] == 2, rec  # RECOVERABLE: a new attempt was made
+    assert "[PREEMPTED] node lost" in rec["message"]
+    assert len([r for r in creates if r.template.id.name == "recoverable"]) == 2

@@ -3,7 +3,7 @@
 Behaviour is driven by the request itself so one server serves many cases:
 
 * ``CreateTask`` / ``ExecuteTaskSync``: ``template.custom`` may hold ``fail: {code, details,
-  retry_after}`` (abort with that gRPC status), ``sleep`` (seconds before answering) and
+  retry_after, times}`` (abort with that gRPC status; only the first ``times`` calls when given), ``sleep`` (seconds before answering) and
   ``resource`` (the Resource that GetTask / ExecuteTaskSync report, protobuf JSON);
 * ``GetTask`` / ``DeleteTask`` / ``GetTaskLogs`` read the same fields back from the
   ``resource_meta`` (JSON of the template's ``custom`` plus ``served_by``), so a case set
@@ -51,10 +51,20 @@ def _custom(struct: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(struct)
 
 
+_failures: dict[str, int] = {}
+_failures_lock = threading.Lock()
+
+
 def _apply(spec: dict[str, Any], context: grpc.ServicerContext) -> None:
     if spec.get("sleep"):
         time.sleep(float(spec["sleep"]))
     fail = spec.get("fail")
+    if fail and "times" in fail:  # fail only the first `times` calls with this spec
+        key = json.dumps(spec, sort_keys=True)
+        with _failures_lock:
+            _failures[key] = _failures.get(key, 0) + 1
+            if _failures[key] > int(fail["times"]):
+                fail = None
     if fail:
         code = grpc.StatusCode[fail["code"]]
         if "retry_after" in fail:
