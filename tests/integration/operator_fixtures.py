@@ -112,10 +112,18 @@ def make_env(request: pytest.FixtureRequest, control_plane: Any, namespace: str,
         op.wait_ready()
         yield Env(namespace, control_plane.kubectl, str(control_plane.kubeconfig), Ledger(ledger_path), op)
     finally:
+        release_all(control_plane.kubectl, namespace, op)
         op.stop()
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(op.logs()[-8000:])
+
+
+def release_all(kubectl: Kubectl, namespace: str, op: OperatorProcess) -> None:
+    """Delete the namespace's AgentTasks while an operator still runs, so no finalizer outlives
+    the test (a namespace with orphaned finalizers would stay Terminating for the session)."""
+    if op.running:
+        kubectl("-n", namespace, "delete", "agenttasks", "--all", "--timeout=30s", check=False)
+    out = kubectl("-n", namespace, "get", "agenttasks", "-o", "name", check=False).stdout.split()
+    for ref in out:  # still there: the operator is gone or stuck; drop the finalizer by hand
+        kubectl("-n", namespace, "patch", ref, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
 
 
 @pytest.fixture
