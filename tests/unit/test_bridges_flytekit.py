@@ -414,3 +414,49 @@ def test_agenttask_secrets_reach_flytekit_connectors_through_flytekits_secret_lo
         return res
 
     assert asyncio.run(scenario()).message == "t0k3n/svc-etl"
+
+
+CUSTOM_SENSOR = '''
+from flytekit.sensor.base_sensor import BaseSensor
+
+class QueueEmptySensor(BaseSensor):
+    def __init__(self, name: str, **kwargs):
+        super().__init__(name=name, **kwargs)
+    async def poke(self, queue: str) -> bool:
+        return queue == "empty"
+'''
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "words"),
+    [
+        ("os", "system", "'os' is not a module this operator loads sensors from"),
+        ("subprocess", "Popen", "--flytekit-module subprocess"),
+        ("flytekit.sensor.file_sensor", "no_such", "cannot load sensor"),
+        ("flytekit.sensor.base_sensor", "SensorMetadata", "is not a flytekit BaseSensor subclass"),
+    ],
+)
+def test_sensor_templates_cannot_make_the_operator_import_arbitrary_code(module: str, name: str, words: str) -> None:
+    from agent_operator.bridges.flytekit.guard import SensorNotAllowed
+
+    agent = _flytekit_agent("sensor")
+    template = _template("file_sensor", sensor_module=module, sensor_name=name)
+    with pytest.raises(SensorNotAllowed, match=words):
+        asyncio.run(agent.create(template, "/o", load_inputs({"path": "/x"}, template), None))
+
+
+def test_custom_sensors_from_admin_named_modules_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "team_sensors.py").write_text(CUSTOM_SENSOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    agent_sources.load(_args("--flytekit-module", "team_sensors", "--agent-source", "sensor=flytekit"))
+    agent = AgentRegistry.get_agent("sensor")
+    template = _template("file_sensor", sensor_module="team_sensors", sensor_name="QueueEmptySensor")
+    template.interface.inputs.variables.clear()
+    template.interface.inputs.variables["queue"].type.simple = 3  # STRING
+    inputs = load_inputs({"queue": "empty"}, template)
+
+    async def scenario() -> int:
+        meta = await agent.create(template, "/o", inputs, None)
+        return (await agent.get(OpaqueResourceMeta.decode(meta.encode()))).phase
+
+    assert asyncio.run(scenario()) == TaskExecution.SUCCEEDED

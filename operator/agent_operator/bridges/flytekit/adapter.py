@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flyteidl.admin import agent_pb2
+from google.protobuf import json_format
 from flytekit.core.context_manager import FlyteContextManager
 from flytekit.core.type_engine import TypeEngine
 from flytekit.extend.backend.base_connector import AsyncConnectorBase as FkAsyncBase
@@ -40,7 +41,9 @@ from flytekit.extend.backend.base_connector import SyncConnectorBase as FkSyncBa
 from flytekit.models.literals import LiteralMap as FkLiteralMap
 from flytekit.models.task import TaskExecutionMetadata as FkTaskExecutionMetadata
 from flytekit.models.task import TaskTemplate as FkTaskTemplate
+from flytekit.sensor.sensor_engine import SensorEngine
 
+from agent_operator.bridges.flytekit.guard import check_sensor
 from agent_operator.bridges.flytekit.secrets import TASK_SECRETS
 from agent_operator.bridges.opaque import OpaqueResourceMeta
 from agent_operator.sdk import (
@@ -195,6 +198,8 @@ class FlytekitAsyncAgent(_FlytekitMixin, AsyncAgentBase):
         **kwargs: Any,
     ) -> OpaqueResourceMeta:
         """``connector.create`` on flytekit models; its metadata's own bytes are the handle."""
+        if isinstance(self.connector, SensorEngine):
+            check_sensor(dict(json_format.MessageToDict(task_template.custom)))
         meta = await _call(
             self.connector,
             "create",

@@ -108,10 +108,13 @@ def load_flytekit_agents(
     A wrapper is created once per connector object, so calling this again (e.g. after
     importing more modules) keeps the registered objects stable.
     """
+    modules = list(modules)
     import_flytekit(modules)
+    from agent_operator.bridges.flytekit.guard import allow_modules
     from agent_operator.bridges.flytekit.secrets import install
 
     install()
+    allow_modules(modules)
     selection = selection or AgentSourceSelection()
     serving: list[Agent] = []
     for connector in flytekit_connectors():
