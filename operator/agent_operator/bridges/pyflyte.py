@@ -69,9 +69,11 @@ class PyflyteConnector:
                "--prometheus_port", str(self.prometheus_port)]
         for module in self.modules:
             cmd += ["--modules", module]
+        from agent_operator.testing.processes import spawn
+
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
-                                        start_new_session=True)
+        # dies with the test process (PR_SET_PDEATHSIG), even when that one is SIGKILLed
+        self.process = spawn(cmd, Path(self._log.name), env=env, cwd=Path(self.cwd) if self.cwd else None)
         self.wait_ready(timeout)
         return self
 
