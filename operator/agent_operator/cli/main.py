@@ -17,6 +17,7 @@ from typing import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "agent_operator.cli.version",
     "agent_operator.cli.run",
+    "agent_operator.cli.run_local",
     "agent_operator.cli.agents",
     "agent_operator.cli.render",
     "agent_operator.cli.validate",
