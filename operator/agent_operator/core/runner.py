@@ -72,6 +72,22 @@ class Outcome:
 Observer = Callable[[str, str, float, "str | None"], None]
 
 
+class AgentExited(RuntimeError):
+    """An agent call raised SystemExit or KeyboardInterrupt: an agent error, not our exit."""
+
+
+async def _contained(coro: Any) -> Any:
+    """Await an agent call, turning SystemExit/KeyboardInterrupt into an ordinary error.
+
+    Left alone, either escapes the asyncio task running the call and stops the event
+    loop: one agent calling ``sys.exit()`` would take every other task down with it.
+    """
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise AgentExited(f"the agent raised {type(e).__name__}({e})") from None
+
+
 def _noop_observer(agent: str, method: str, seconds: float, error: str | None) -> None:
     return None
 
@@ -103,7 +119,7 @@ async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapp
         return Answer(error=e)
     bound = limits.do_timeout if action.kind == ActionKind.DO else limits.call_timeout
     try:
-        return Answer(value=await asyncio.wait_for(coro, timeout=bound))
+        return Answer(value=await asyncio.wait_for(_contained(coro), timeout=bound))
     except asyncio.TimeoutError:
         return Answer(timed_out=True)
     except asyncio.CancelledError:
