@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,12 @@ PHASE_REASONS: dict[Phase, Reason] = {
 }
 #: customInfo key an agent may set to suggest when to poll next (seconds)
 NEXT_POLL_KEY = "nextPollSeconds"
+#: bounds of the status schema (crd/status.py) on what an agent reports: an answer over
+#: them is clamped here, otherwise the status write would be refused again on every retry
+MAX_LOG_LINKS = 64
+MAX_LOG_LINK_NAME = 256
+MAX_LOG_LINK_URI = 4096
+MAX_CUSTOM_INFO_BYTES = 64 * 1024
 
 
 class ErrorKind(str, enum.Enum):
@@ -78,6 +85,35 @@ def phase_name(flyte_phase: int) -> str:
         return f"<undefined {flyte_phase}>"
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as data the API server accepts: string keys, finite numbers (NaN and
+    infinities become strings; strict JSON has no spelling for them), lists for any
+    sequence or set, ``str()`` of anything else."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def message_of(resource: Resource) -> str:
+    """The agent's message as text ("" when unset)."""
+    message = resource.message
+    return message if isinstance(message, str) else ("" if message is None else str(message))
+
+
+def flyte_phase_of(resource: Resource) -> int | None:
+    """The answer's TaskExecution phase number (None: not a number at all)."""
+    phase = resource.phase
+    if isinstance(phase, bool) or not isinstance(phase, int):
+        return None
+    return int(phase)
+
+
 def to_resource(value: Any) -> Resource:
     """Accept a Resource or a flyteidl ``admin.Resource`` (remote agents) as an answer."""
     if isinstance(value, Resource):
@@ -100,27 +136,41 @@ def outputs_literal_map(resource: Resource, template: tasks_pb2.TaskTemplate) ->
 
 def outputs_json(lm: literals_pb2.LiteralMap) -> dict[str, Any]:
     """Plain JSON outputs for status (anything not JSON-native rendered as a string)."""
-    plain = literal_map_to_plain(lm)
-    data: dict[str, Any] = json.loads(json.dumps(plain, default=str))
+    data: dict[str, Any] = jsonable(literal_map_to_plain(lm))
     return data
 
 
 def log_links(resource: Resource) -> list[dict[str, Any]]:
-    """status.logLinks: name and uri of each TaskLog (plus its message format when set)."""
+    """status.logLinks: name and uri of each TaskLog (plus its message format when set).
+
+    Clamped to the status schema: at most 64 links, names cut to 256 characters; a link
+    whose URI is longer than 4096 characters is left out (a cut URI would point elsewhere).
+    """
     out: list[dict[str, Any]] = []
     for link in resource.log_links or ():
-        item: dict[str, Any] = {"name": link.name, "uri": link.uri}
-        if link.message_format:
+        if len(out) >= MAX_LOG_LINKS:
+            break
+        name, uri = str(getattr(link, "name", "")), str(getattr(link, "uri", ""))
+        if len(uri) > MAX_LOG_LINK_URI:
+            continue
+        item: dict[str, Any] = {"name": name[:MAX_LOG_LINK_NAME], "uri": uri}
+        if getattr(link, "message_format", None):
             item["messageFormat"] = json_format.MessageToDict(link).get("messageFormat")
         out.append(item)
     return out
 
 
 def custom_info(resource: Resource) -> dict[str, Any] | None:
-    """status.customInfo as JSON (None when the agent sent none)."""
+    """status.customInfo as JSON (None when the agent sent none); over 64 KiB of JSON it is
+    replaced by a note saying so (it would make the object too large to store)."""
     if resource.custom_info is None:
         return None
-    data: dict[str, Any] = json.loads(json.dumps(resource.custom_info, default=str))
+    data = jsonable(resource.custom_info)
+    if not isinstance(data, dict):
+        data = {"value": data}
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    if size > MAX_CUSTOM_INFO_BYTES:
+        return {"omitted": f"the agent's customInfo ({size // 1024} KiB) exceeds {MAX_CUSTOM_INFO_BYTES // 1024} KiB"}
     return data
 
 

@@ -8,6 +8,7 @@ room for 4 KiB and must never show a Secret's value, so every message goes throu
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 #: status.message limit of the CRD (bytes of UTF-8)
 MAX_MESSAGE_BYTES = 4096
@@ -43,3 +44,18 @@ def describe_exception(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     text = str(exc).strip()
     kind = type(exc).__name__
     return clean(f"{kind}: {text}" if text else kind, secrets)
+
+
+def scrub_json(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` (JSON data: outputs, customInfo, logLinks) with every secret value scrubbed
+    from every string in it, keys included: agents echo tokens into URLs and info too."""
+    values = tuple(secrets)
+    if not any(len(s) >= MIN_SECRET_LENGTH for s in values):
+        return value
+    if isinstance(value, str):
+        return scrub(value, values)
+    if isinstance(value, dict):
+        return {scrub(str(k), values): scrub_json(v, values) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_json(v, values) for v in value]
+    return value

@@ -22,7 +22,7 @@ from typing import Any
 
 from agent_operator.core import answers, conditions
 from agent_operator.core.clock import format_time, parse_time
-from agent_operator.core.messages import clean, describe_exception
+from agent_operator.core.messages import clean, describe_exception, scrub_json
 from agent_operator.core.model import (
     Action,
     ActionKind,
@@ -41,6 +41,8 @@ from agent_operator.crd.spec import DeletionPolicy
 from agent_operator.sdk import ResourceMeta, TaskExecution
 
 MAX_INLINE_OUTPUT_BYTES = 64 * 1024
+#: status.resourceMeta's schema bound (crd/status.py MAX_RESOURCE_META)
+MAX_SIGNED_META = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def poll_interval(view: TaskView, ctx: Context) -> float:
 
 def backoff(failures: int, settings: Settings, retry_after: float | None = None) -> float:
     """Exponential backoff after ``failures`` transient errors in a row (>= the agent's hint)."""
-    delay = min(settings.backoff_base * 2.0 ** max(failures - 1, 0), settings.backoff_max)
+    # the exponent is capped: transientFailures comes from status, which anyone may edit
+    delay = min(settings.backoff_base * 2.0 ** min(max(failures - 1, 0), 64), settings.backoff_max)
     return float(max(delay, retry_after or 0.0))
 
 
@@ -129,6 +132,11 @@ def make_status(view: TaskView, ctx: Context, now: float, *, phase: Phase, reaso
         else:
             status[key] = value
     message = clean(message, ctx.secret_values)
+    if ctx.secret_values:
+        # what the agent reported goes to status too: no Secret value may reach it
+        for key in ("outputs", "customInfo", "logLinks"):
+            if key in status:
+                status[key] = scrub_json(status[key], ctx.secret_values)
     status.update(phase=phase.value, reason=str(reason), message=message, observedGeneration=view.generation)
     if ctx.prepared is not None:
         status["agent"] = ctx.prepared.info.status()
@@ -289,8 +297,23 @@ def _decide_deletion(view: TaskView, ctx: Context, now: float, phase: Phase | No
 
 # --------------------------------------------------------------------------- absorb
 def absorb(view: TaskView, ctx: Context, action: Action, answer: Answer, now: float) -> Decision:
-    """The decision after the agent answered ``action`` (value, exception or time-out)."""
+    """The decision after the agent answered ``action`` (value, exception or time-out).
+
+    Never raises for any answer: whatever an agent returns that the steps below do not
+    expect ends the task with ``AgentError`` instead of a handler retried forever.
+    """
     assert ctx.prepared is not None, "absorb needs a prepared task"
+    if action.kind not in (ActionKind.CREATE, ActionKind.GET, ActionKind.DO, ActionKind.DELETE):
+        raise ValueError(f"absorb: {action.kind} is not an agent call")
+    try:
+        return _absorb(view, ctx, action, answer, now)
+    except Exception as e:  # noqa: BLE001 - one bad answer must not wedge the object
+        return fail(view, ctx, now, Reason.AGENT_ERROR,
+                    f"{action.kind.value}: the operator could not use the agent's answer: "
+                    f"{describe_exception(e, ctx.secret_values)}")
+
+
+def _absorb(view: TaskView, ctx: Context, action: Action, answer: Answer, now: float) -> Decision:
     if action.kind == ActionKind.CREATE:
         return _absorb_create(view, ctx, answer, now)
     if action.kind in (ActionKind.GET, ActionKind.DO):
@@ -319,7 +342,16 @@ def _absorb_create(view: TaskView, ctx: Context, answer: Answer, now: float) -> 
     if not isinstance(meta, ResourceMeta):
         return fail(view, ctx, now, Reason.AGENT_ERROR,
                     f"create returned {type(meta).__name__}, expected a ResourceMeta")
-    signed = ctx.signer.sign(meta.encode(), uid=view.uid, attempt=view.attempt)
+    try:
+        encoded = meta.encode()
+    except Exception as e:  # noqa: BLE001 - the agent's own metadata class is broken
+        return fail(view, ctx, now, Reason.AGENT_ERROR,
+                    f"create returned a {type(meta).__name__} that cannot be encoded: {describe_exception(e, ctx.secret_values)}")
+    signed = ctx.signer.sign(encoded, uid=view.uid, attempt=view.attempt)
+    if len(signed) > MAX_SIGNED_META:
+        return fail(view, ctx, now, Reason.AGENT_ERROR,
+                    f"create returned a {type(meta).__name__} of {format_bytes(len(encoded))}; status.resourceMeta "
+                    f"holds at most {format_bytes(MAX_SIGNED_META)} once signed (the job's handle cannot be kept)")
     status = make_status(
         view, ctx, now, phase=Phase.QUEUED, reason=Reason.CREATED,
         message=f"attempt {view.attempt}: job created", resourceMeta=signed, attempt=view.attempt,
@@ -347,9 +379,12 @@ def _absorb_resource(view: TaskView, ctx: Context, action: Action, answer: Answe
         resource = answers.to_resource(answer.value)
     except TypeError as e:
         return fail(view, ctx, now, Reason.AGENT_ERROR, f"{what}: {e}")
-    flyte_phase = int(resource.phase)
+    flyte_phase = answers.flyte_phase_of(resource)
+    if flyte_phase is None:
+        return fail(view, ctx, now, Reason.AGENT_ERROR,
+                    f"agent {what} returned phase {clean(repr(resource.phase)[:100])}, which is not a TaskExecution phase number")
     if flyte_phase == TaskExecution.RETRYABLE_FAILED:
-        return _retry(view, ctx, now, resource.message or "")
+        return _retry(view, ctx, now, answers.message_of(resource))
     phase = answers.FLYTE_PHASES.get(flyte_phase)
     if phase is None:
         return fail(view, ctx, now, Reason.AGENT_ERROR,
@@ -366,7 +401,7 @@ def _absorb_resource(view: TaskView, ctx: Context, action: Action, answer: Answe
     }
     if action.kind == ActionKind.DO:
         fields["attempt"] = view.attempt
-    message = resource.message or f"agent reports {phase.value}"
+    message = answers.message_of(resource) or f"agent reports {phase.value}"
     store = None
     if phase == Phase.SUCCEEDED:
         assert ctx.prepared is not None
