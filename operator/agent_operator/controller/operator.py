@@ -157,7 +157,7 @@ class Controller:
     async def secrets_for(self, view: TaskView) -> dict[str, dict[str, str]]:
         """Data of the Secrets in ``spec.secretRefs`` (same namespace only), briefly cached."""
         out: dict[str, dict[str, str]] = {}
-        for ref in view.spec.get("secretRefs") or ():
+        for i, ref in enumerate(view.spec.get("secretRefs") or ()):
             name = str(ref.get("name", "")) if isinstance(ref, Mapping) else ""
             if not name:
                 continue
@@ -168,8 +168,10 @@ class Controller:
             try:
                 data = await self.api.read_secret_data(view.namespace, name)
             except ApiError as e:
+                # retried (the Secret may be created later), with the field to fix in the message
+                problem = "does not exist" if e.status == 404 else f"cannot be read ({e})"
                 raise TransientAgentError(
-                    f"Secret {view.namespace}/{name} from spec.secretRefs cannot be read ({e})") from None
+                    f"spec.secretRefs[{i}]: Secret {view.namespace}/{name} {problem}") from None
             self._secrets[(view.namespace, name)] = (time.monotonic(), data)
             out[name] = data
         return out
