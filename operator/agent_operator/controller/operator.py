@@ -40,7 +40,8 @@ from agent_operator.sdk import TransientAgentError
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 READY_MARKER = "agent-operator ready"
-API_ERROR_RETRY = 5.0
+API_ERROR_RETRY = 2.0
+API_ERROR_MAX = 120.0
 SECRET_TTL = 10.0
 STATS_PERIOD = 15.0
 
@@ -82,6 +83,7 @@ class Controller:
         self.progress: dict[Key, Progress] = {}
         self.prepared: dict[str, Prepared | PrepareFailure] = {}
         self.last_event: dict[Key, tuple[str, str]] = {}
+        self.api_failures: dict[Key, int] = {}
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
         self.scheduler: PollScheduler[Key] = PollScheduler(
             self.handle, max_concurrency=options.max_concurrency, per_group=options.per_agent_concurrency)
@@ -106,6 +108,7 @@ class Controller:
             self.prepared.pop(str((body.get("metadata") or {}).get("uid")), None)
         self.progress.pop(key, None)
         self.last_event.pop(key, None)
+        self.api_failures.pop(key, None)
         self.scheduler.cancel(key)
 
     def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -195,15 +198,31 @@ class Controller:
             if e.status == 404:
                 self.forget(key)
                 return
-            log.warning("%s/%s: API error, retrying in %ss: %s", *key, API_ERROR_RETRY, e)
-            self.scheduler.schedule(key, API_ERROR_RETRY)
+            n = self.api_failures.get(key, 0) + 1
+            self.api_failures[key] = n
+            delay = min(API_ERROR_RETRY * 2 ** min(n - 1, 6), API_ERROR_MAX)
+            log.warning("%s/%s: API error (%d in a row), retrying in %ss: %s", *key, n, delay, e)
+            if e.status == 422 and n == 1:
+                await self._report_rejected_status(view, e)
+            self.scheduler.schedule(key, delay)
             return
         finally:
             if ctxmgr is not None:
                 ctxmgr.__exit__(None, None, None)
+        self.api_failures.pop(key, None)
         if outcome.action is not None:
             agent = (outcome.view.status.get("agent") or {}).get("name", "")
             self.scheduler.schedule(key, outcome.action.delay, group=str(agent))
+
+    async def _report_rejected_status(self, view: TaskView, error: ApiError) -> None:
+        """The API server refused a write (schema): say so where the user looks, as an Event."""
+        from agent_operator.core.model import EventRecord
+
+        try:
+            await self.backend.emit(view, EventRecord(
+                "Warning", "StatusRejected", f"the API server rejected the operator's write: {str(error)[:800]}"))
+        except ApiError:
+            pass
 
     async def report_stats(self) -> None:
         """Periodically publish queue depth and tasks per phase."""
