@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent_operator.core.answers import classify
 from agent_operator.core.identity import task_execution_metadata
 from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord, MetadataChange, TaskView
 from agent_operator.core.reconcile import Context, absorb, decide, decode_meta
@@ -199,9 +200,19 @@ async def advance(
         started = clock()
         answer = await call_agent(local, ctx, action, values, limits)
         progress.last_call, progress.calls = started, progress.calls + 1
-        kind = "timeout" if answer.timed_out else (type(answer.error).__name__ if answer.error else None)
+        kind = _error_kind(answer)
         observe(ctx.prepared.info.name if ctx.prepared else "", action.kind.value, clock() - started, kind)
         ctx = context()
         decision = absorb(local, ctx, action, answer, clock())
     await flush()
     return Outcome(stored, Action(ActionKind.REQUEUE, delay=0.0))
+
+
+def _error_kind(answer: Answer) -> str | None:
+    """The metrics label of a failed call: the core's own classification (a timed-out call
+    is retried like a transient error), so dashboards agree with what the task does."""
+    if answer.timed_out:
+        return "transient"
+    if answer.error is None:
+        return None
+    return classify(answer.error).kind.value
