@@ -127,3 +127,24 @@ def test_builtin_webhook_calls_a_local_server(env: Env) -> None:
         assert status["phase"] == "Succeeded", status
         assert status["outputs"]["info"]["status_code"] == 200
         assert any(r.path.startswith("/hook") for r in server.requests)
+
+
+def test_large_outputs_go_to_output_prefix_not_status(env: Env, tmp_path: Path) -> None:
+    from flyteidl.core import literals_pb2
+
+    env.apply("big", task_template("test-instant", outputBytes=100_000), outputPrefix=str(tmp_path / "out"),
+              pollInterval="1s")
+    status = env.wait_phase("big", "Succeeded")
+    assert "outputs" not in status and status["outputsRef"] == str(tmp_path / "out" / "outputs.pb")
+    lm = literals_pb2.LiteralMap()
+    lm.ParseFromString((tmp_path / "out" / "outputs.pb").read_bytes())
+    assert len(lm.literals["blob"].scalar.primitive.string_value) == 100_000
+
+
+def test_operator_stops_cleanly_on_sigterm(env: Env) -> None:
+    env.apply("running", task_template("test-async", phases=["RUNNING"]), pollInterval="1s")
+    env.wait_phase("running", "Running")
+    assert env.operator.stop(timeout=15) == 0
+    env.operator.restart()
+    env.wait("polled again after restart", lambda: env.ledger.count("get", env.uid("running")) >= 3)
+    assert env.ledger.count("create", env.uid("running")) == 1
