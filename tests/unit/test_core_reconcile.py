@@ -325,3 +325,26 @@ def test_decide_is_pure() -> None:
     v = view()
     ctx = Context(signer=SIGNER, prepared=prepare(v))
     assert decide(v, ctx, 1.0) == decide(v, ctx, 1.0)
+
+
+def test_first_poll_after_restart_is_spread_over_one_interval() -> None:
+    h = Harness(view(task_template("test-async", phases=["RUNNING"]), pollInterval="10s"))
+    h.step()
+    delays = set()
+    for uid in ("a", "b", "c", "d"):
+        v = dataclasses.replace(h.view, uid=uid)
+        v = dataclasses.replace(v, status={**v.status, "resourceMeta": SIGNER.sign(b'{}', uid=uid, attempt=1)})
+        ctx = Context(signer=SIGNER, prepared=prepare(v), settings=h.settings)
+        action = decide(v, ctx, h.clock.now).action
+        assert action.kind == ActionKind.GET and 0 <= action.delay < 10
+        assert decide(v, ctx, h.clock.now).action == action
+        delays.add(round(action.delay, 3))
+    assert len(delays) > 1
+
+
+def test_sync_retryable_failure_calls_do_again(agents: Ledger) -> None:
+    h = Harness(view(task_template("test-sync", phases=["SUCCEEDED"], retryableFailures=1), maxAttempts=2))
+    h.run()
+    assert h.view.status["phase"] == "Succeeded" and h.view.status["attempt"] == 2
+    assert [c.key for c in agents.calls("u1", "do")] == ["u1-1", "u1-2"]
+    assert h.backend.writes == ["status"]

@@ -87,6 +87,11 @@ def _jitter(ctx: Context, view: TaskView, base: float) -> float:
     return base * ctx.settings.jitter * frac
 
 
+def _spread(view: TaskView) -> float:
+    """A stable fraction in [0, 1) per object."""
+    return int.from_bytes(hashlib.sha256(view.uid.encode()).digest()[:4], "big") / 2**32
+
+
 def poll_interval(view: TaskView, ctx: Context) -> float:
     """Agent hint > spec.pollInterval > agent default > operator default; floored."""
     s = ctx.settings
@@ -239,7 +244,12 @@ def decide(view: TaskView, ctx: Context, now: float) -> Decision:
         if deadline is not None and now >= deadline:
             return Decision(Action(ActionKind.DELETE, attempt=view.attempt, purpose="timeout"))
         wait = backoff(failures, ctx.settings) if failures else poll_interval(view, ctx)
-        delay = _delay_from_last_call(ctx, now, wait + (0.0 if failures else _jitter(ctx, view, wait)))
+        if ctx.last_call is None:
+            # nothing polled it in this process yet (a restart): spreading the first polls over
+            # one interval keeps thousands of running tasks from being due in the same instant
+            delay = wait * _spread(view)
+        else:
+            delay = _delay_from_last_call(ctx, now, wait + (0.0 if failures else _jitter(ctx, view, wait)))
         if deadline is not None:
             delay = min(delay, max(deadline - now, 0.0))
             if now + delay >= deadline:
