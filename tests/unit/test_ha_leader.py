@@ -213,3 +213,47 @@ def test_blocked_leader_process_exits_before_its_lease_can_expire(tmp_path: Path
     assert "exiting" in proc.stderr
     started = float(proc.stdout.split()[1])
     assert ended - started < 30  # exited on its own, long before the 60 s block ended
+
+
+def test_standby_waiting_for_the_lease_reports_ready() -> None:
+    """A rolling update (maxUnavailable 0) needs the new standby pod to become ready."""
+    import urllib.request
+
+    from agent_operator.ha import leader
+    from agent_operator.observability import health
+
+    srv = health.start_http_server(0, lambda: False, host="127.0.0.1")
+
+    def readyz() -> int:
+        try:
+            with urllib.request.urlopen(srv.url + "/readyz", timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    async def scenario() -> list[int]:
+        lease = MemoryLease()
+        holder = LeaderElector(lease.view(), "other", FAST)
+        assert await holder.try_acquire_or_renew(1)
+        codes = [await asyncio.to_thread(readyz)]
+        view = lease.view()
+
+        async def work() -> None:
+            pass
+
+        run = asyncio.ensure_future(run_with_leader_election(work, store=view, identity="b", **KW))
+        await asyncio.sleep(0.3)
+        codes.append(await asyncio.to_thread(readyz))  # standby, API reachable
+        view.partitioned = True
+        await asyncio.sleep(0.5)
+        codes.append(await asyncio.to_thread(readyz))  # standby cut off from the API
+        run.cancel()
+        return codes
+
+    import urllib.error
+
+    try:
+        assert asyncio.run(scenario()) == [503, 200, 503]
+        assert leader.STATE.role == "disabled"
+    finally:
+        srv.stop()

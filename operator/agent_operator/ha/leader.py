@@ -48,6 +48,27 @@ ACQUIRE_JITTER = 0.2
 RENEW_JITTER_FACTOR = 1.2
 
 
+@dataclass
+class ElectionState:
+    """What this process is doing in the election (read by the health endpoint)."""
+
+    role: str = "disabled"  # disabled | standby | leader
+    api_reachable: bool = False  # the last attempt got an answer from the API server
+
+
+#: this process's election state; one election per process
+STATE = ElectionState()
+
+
+def standby_ready() -> bool:
+    """True for a standby waiting for the Lease that can reach the API server.
+
+    A standby must count as ready: with ``maxUnavailable: 0`` a rolling update waits for the
+    new (standby) pod to be ready before it stops the old leader.
+    """
+    return STATE.role == "standby" and STATE.api_reachable
+
+
 class LeaseConflict(Exception):
     """Another writer changed the Lease first (HTTP 409); retry after re-reading it."""
 
@@ -227,6 +248,7 @@ class LeaderElector:
                 self.last_renew = sent
                 return True
             self._observe(lease)
+            STATE.api_reachable = True
             spec = self._observed_spec or {}
             holder = spec.get("holderIdentity")
             if holder and holder != self.identity:
@@ -238,10 +260,12 @@ class LeaderElector:
             self.last_renew = sent
             return True
         except LeaseConflict:
+            STATE.api_reachable = True
             return False
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # API down, timeout, 5xx: the caller's deadline decides
+            STATE.api_reachable = False
             log.warning("lease %s: %s: %s", self.store.name, type(exc).__name__, exc)
             return False
 
@@ -343,8 +367,14 @@ async def run_with_leader_election(
     elector = LeaderElector(store or KubernetesLeaseStore(api_client, namespace, name),
                             identity or default_identity(), timing)
     metrics.set_leader(False)
+    STATE.role = "standby"
     log.info("waiting for leader lease %s/%s as %s", namespace, name, elector.identity)
-    await elector.acquire()
+    try:
+        await elector.acquire()
+    except BaseException:
+        STATE.role = "disabled"
+        raise
+    STATE.role = "leader"
     metrics.set_leader(True)
     main_task: asyncio.Future[None] = asyncio.ensure_future(main())
     renew_task = asyncio.ensure_future(elector.renew_until_lost())
@@ -367,6 +397,7 @@ async def run_with_leader_election(
         main_task.result()  # re-raise what main raised
     finally:
         watchdog.done.set()
+        STATE.role = "disabled"
         metrics.set_leader(False)
 
 

@@ -5,9 +5,9 @@ operator's event loop: a kubelet probe must still get an answer while the loop i
 *blocked* loop is detected by the ``live`` callback (e.g. "the loop ticked within N seconds")
 rather than by the probe timing out at random.
 
-Readiness is whatever the caller says (``ready()``); for a leader-elected standby it should be
-true once it is connected and waiting for the Lease, so a rolling update can proceed while
-only one replica is active.
+Readiness is what the caller says (``ready()``), or true for a leader-election standby that
+reaches the API server: a rolling update with ``maxUnavailable: 0`` waits for the new pod
+(a standby) to be ready before it stops the old leader.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ def _probe(check: Check) -> tuple[int, bytes]:
     return (200, b"ok\n") if ok else (503, b"not ok\n")
 
 
+def _standby_ready() -> bool:
+    """A leader-election standby is ready (see :func:`agent_operator.ha.leader.standby_ready`)."""
+    from agent_operator.ha.leader import standby_ready
+
+    return standby_ready()
+
+
 def _handler(ready: Check, live: Check) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "agent-operator"
@@ -74,7 +81,7 @@ def _handler(ready: Check, live: Check) -> type[BaseHTTPRequestHandler]:
                 status, body = _probe(live)
                 ctype = "text/plain; charset=utf-8"
             elif path == "/readyz":
-                status, body = _probe(ready)
+                status, body = _probe(lambda: _standby_ready() or ready())
                 ctype = "text/plain; charset=utf-8"
             elif path == "/metrics":
                 body, ctype = metrics.render()
