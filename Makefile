@@ -92,17 +92,21 @@ chaos: controlplane ## the full fault suite (operator kills, API server restarts
 	AGENT_OPERATOR_CHAOS=full $(PY) -m pytest tests/integration -m chaos $(PYTEST_ARGS)
 
 .PHONY: kind-up
-kind-up: ## (needs Docker + kind) create a kind cluster for a real deployment
+kind-up: ## (needs Docker + kind) create the kind cluster $(KIND_CLUSTER) unless it exists
 	@command -v kind >/dev/null || { echo "error: kind is required (go install sigs.k8s.io/kind@latest)" >&2; exit 1; }
-	kind create cluster --name $(KIND_CLUSTER)
+	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 120s
 
 .PHONY: kind-deploy
-kind-deploy: ## (needs Docker + kind) build the image, load it into kind and apply the cluster-wide overlay
+kind-deploy: install ## (needs Docker + kind) build the image, load it into kind, apply manifests/overlays/kind, wait for the rollout
 	@command -v docker >/dev/null || { echo "error: docker is required" >&2; exit 1; }
-	docker build -t $(IMAGE) .
-	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	kubectl --context kind-$(KIND_CLUSTER) apply -k manifests/overlays/cluster-wide
-	kubectl --context kind-$(KIND_CLUSTER) -n flyte-agent-operator set image deployment/agent-operator operator=$(IMAGE)
+	@command -v kind >/dev/null || { echo "error: kind is required (make kind-up)" >&2; exit 1; }
+	docker build -t flyte-agent-operator:dev .
+	kind load docker-image flyte-agent-operator:dev --name $(KIND_CLUSTER)
+	@k="$$($(PY) -m agent_operator.testing.assets kubectl)"; ctx=kind-$(KIND_CLUSTER); \
+	"$$k" --context $$ctx apply --server-side -k manifests/overlays/kind; \
+	"$$k" --context $$ctx wait --for=condition=Established crd/agenttasks.flyteagents.dev --timeout=60s; \
+	"$$k" --context $$ctx -n flyte-agent-operator rollout status deployment/agent-operator --timeout=180s; \
+	echo "deployed; try: $$k --context $$ctx apply -f examples/webhook-get.yaml"
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, caches and local cluster state (keeps the binary cache)
