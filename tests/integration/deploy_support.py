@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-OVERLAYS = ("cluster-wide", "single-namespace")
+OVERLAYS = ("cluster-wide", "single-namespace", "kind")
 HOME_NAMESPACE = "flyte-agent-operator"
 RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 

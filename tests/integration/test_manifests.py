@@ -77,7 +77,7 @@ def test_deployment_is_ha_hardened_and_probed(kubectl: Kubectl, overlay: str) ->
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert set(container["resources"]) == {"requests", "limits"}
     assert "--leader-elect" in container["args"]
-    scope = "--all-namespaces" if overlay == "cluster-wide" else "--namespace=$(POD_NAMESPACE)"
+    scope = "--namespace=$(POD_NAMESPACE)" if overlay == "single-namespace" else "--all-namespaces"
     assert scope in container["args"]
 
 
