@@ -348,3 +348,11 @@ def test_sync_retryable_failure_calls_do_again(agents: Ledger) -> None:
     assert h.view.status["phase"] == "Succeeded" and h.view.status["attempt"] == 2
     assert [c.key for c in agents.calls("u1", "do")] == ["u1-1", "u1-2"]
     assert h.backend.writes == ["status"]
+
+
+def test_running_task_is_polled_after_a_restart(agents: Ledger) -> None:
+    h = Harness(view(task_template("test-async", phases=["RUNNING", "RUNNING", "SUCCEEDED"]), pollInterval="5s"))
+    h.step()
+    h.progress = Progress()  # the operator restarted: nothing in memory
+    h.run()
+    assert h.view.status["phase"] == "Succeeded" and agents.count("create", "u1") == 1

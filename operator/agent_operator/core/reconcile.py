@@ -70,6 +70,8 @@ class Context:
     secret_values: tuple[str, ...] = ()
     #: when the last agent call for this object was made (in memory; None after a restart)
     last_call: float | None = None
+    #: when this process first handled the object (in memory)
+    first_seen: float | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -246,8 +248,10 @@ def decide(view: TaskView, ctx: Context, now: float) -> Decision:
         wait = backoff(failures, ctx.settings) if failures else poll_interval(view, ctx)
         if ctx.last_call is None:
             # nothing polled it in this process yet (a restart): spreading the first polls over
-            # one interval keeps thousands of running tasks from being due in the same instant
-            delay = wait * _spread(view)
+            # one interval, counted from when this process first saw it, keeps thousands of
+            # running tasks from being due in the same instant
+            seen = ctx.first_seen if ctx.first_seen is not None else now
+            delay = max(0.0, seen + wait * _spread(view) - now)
         else:
             delay = _delay_from_last_call(ctx, now, wait + (0.0 if failures else _jitter(ctx, view, wait)))
         if deadline is not None:

@@ -60,6 +60,7 @@ class Progress:
 
     last_call: float | None = None
     calls: int = 0
+    first_seen: float | None = None
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,11 @@ async def advance(
 
     secret_values: tuple[str, ...] = ()
 
+    if progress.first_seen is None:
+        progress.first_seen = clock()
+
     def context() -> Context:
-        ctx = make_context(local, progress.last_call)
+        ctx = dataclasses.replace(make_context(local, progress.last_call), first_seen=progress.first_seen)
         return dataclasses.replace(ctx, secret_values=ctx.secret_values + secret_values) if secret_values else ctx
 
     ctx = context()
