@@ -6,11 +6,14 @@
 * ``naive-kopf``: ``kopf run --standalone`` over ``bench/baselines/naive_kopf.py``.
 * ``ceiling``: ``python -m bench.baselines.ceiling``.
 
-All three watch one namespace and use the same agent concurrency.
+All three watch one namespace and use the same agent concurrency.  ``BENCH_OPERATOR_MAIN=script.py``
+runs the operator through a script (which must end by calling ``agent_operator.cli.main.main``)
+for before/after measurements of a candidate fix without touching the operator's code.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agent_operator.testing.operator_proc import OperatorProcess
@@ -32,7 +35,11 @@ def argv(contender: str, kubeconfig: Path, namespace: str, concurrency: int,
         op = OperatorProcess(kubeconfig, namespaces=[namespace], agents=AGENT_SPECS, health_port=0,
                              extra_args=["--max-concurrency", str(concurrency), "--per-agent-concurrency",
                                          str(concurrency), *(operator_args or [])])
-        return op.argv()
+        argv = op.argv()
+        main_script = os.environ.get("BENCH_OPERATOR_MAIN")
+        if main_script:  # A/B experiments: a script that patches the operator, then runs its main(argv)
+            argv[1:3] = [main_script]
+        return argv
     if contender == NAIVE:
         return [python(), "-m", "kopf", "run", "--standalone", "--namespace", namespace,
                 str(BASELINES / "naive_kopf.py")]

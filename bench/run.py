@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-tasks", type=int)
     p.add_argument("--scale-tasks", type=int, help="in-flight tasks of the scale scenario (0: skip)")
     p.add_argument("--scale-contenders", default=contenders.OPERATOR, help="who runs the scale scenario")
+    p.add_argument("--scale-poll", help="poll interval of the scale scenario (default 60s)")
+    p.add_argument("--scale-window", type=float, help="seconds of the quiet measurement window")
     p.add_argument("--concurrency", type=int, default=64, help="agent-call concurrency of every contender")
     p.add_argument("--operator-arg", action="append", default=[], help="extra flag for agent-operator run")
     p.add_argument("--profile", default="", help="comma-separated contenders to sample with py-spy "
@@ -66,7 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.mode = args.mode or "quick"
     sizes = dict(MODES[args.mode])
-    for key in ("burst", "burst_repeats", "steady_rate", "steady_seconds", "idle_tasks", "scale_tasks"):
+    for key in ("burst", "burst_repeats", "steady_rate", "steady_seconds", "idle_tasks", "scale_tasks", "scale_poll",
+                "scale_window"):
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
     args.sizes = sizes
