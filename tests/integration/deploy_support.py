@@ -70,3 +70,35 @@ def to_yaml(objs: Iterable[dict[str, Any]]) -> str:
 def mint_token(kubectl: Kubectl, namespace: str, service_account: str) -> str:
     """A bound token for the ServiceAccount (TokenRequest API, like a pod would get)."""
     return kubectl("-n", namespace, "create", "token", service_account, "--duration=2h").stdout.strip()
+
+
+def ensure_kstatus() -> Path:
+    """The tests/kstatus Go program, built once and cached like the control plane binaries
+    (keyed by a hash of its sources, so an edit rebuilds)."""
+    import fcntl
+    import hashlib
+    import os
+    import shutil
+
+    from agent_operator.testing.assets import cache_root
+
+    src = ROOT / "tests" / "kstatus"
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((src / name).read_bytes())
+    target = cache_root() / "kstatus" / digest.hexdigest()[:12] / "kstatus"
+    if os.access(target, os.X_OK):
+        return target
+    go = shutil.which("go")
+    assert go, "the Go toolchain is needed to build tests/kstatus"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.access(target, os.X_OK):
+            staging = target.with_suffix(".tmp")
+            env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
+            proc = subprocess.run([go, "build", "-trimpath", "-o", str(staging), "."], cwd=src, env=env,
+                                  capture_output=True, text=True, timeout=900)
+            assert proc.returncode == 0, f"go build tests/kstatus failed:\n{proc.stdout}{proc.stderr}"
+            os.replace(staging, target)
+    return target
