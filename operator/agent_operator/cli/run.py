@@ -59,7 +59,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--max-concurrency", type=int, default=64, metavar="N",
                    help="agent calls in flight at once (default 64)")
     p.add_argument("--per-agent-concurrency", type=int, default=32, metavar="N",
-                   help="agent calls in flight per agent (default 32)")
+                   help="agent calls in flight per task type (one agent per type) (default 32)")
     p.add_argument("--call-timeout", type=_seconds, default=60.0, metavar="S",
                    help="bound on one create/get/delete call (default 60s)")
     p.add_argument("--do-timeout", type=_seconds, default=300.0, metavar="S",

@@ -72,6 +72,12 @@ def _key(body: Mapping[str, Any]) -> Key:
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
+def _group(spec: Mapping[str, Any]) -> str:
+    """Concurrency group of a task: its task type (one agent per type), known before any call."""
+    template = spec.get("taskTemplate")
+    return str(template.get("type", "")) if isinstance(template, Mapping) else ""
+
+
 class Controller:
     """In-memory state of the operator: object cache, per-object progress, the scheduler."""
 
@@ -128,7 +134,7 @@ class Controller:
                 return  # our own write echoed back, or an older event
         self.cache[key] = body
         if cached is None or self._needs_attention(cached, body):
-            self.scheduler.schedule(key, 0.0, earliest=True)
+            self.scheduler.schedule(key, 0.0, group=_group(body.get("spec") or {}), earliest=True)
 
     @staticmethod
     def _needs_attention(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -211,8 +217,7 @@ class Controller:
                 ctxmgr.__exit__(None, None, None)
         self.api_failures.pop(key, None)
         if outcome.action is not None:
-            agent = (outcome.view.status.get("agent") or {}).get("name", "")
-            self.scheduler.schedule(key, outcome.action.delay, group=str(agent))
+            self.scheduler.schedule(key, outcome.action.delay, group=_group(outcome.view.spec))
 
     async def _report_rejected_status(self, view: TaskView, error: ApiError) -> None:
         """The API server refused a write (schema): say so where the user looks, as an Event."""
