@@ -286,6 +286,17 @@ def find_pruned_field(value: Any, schema: Mapping[str, Any] | None, path: str = 
     return None
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints`` of a model class, once: it re-evaluates every annotation."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def load(cls: type[T], raw: Any, where: str) -> T:
     """Build model ``cls`` from its JSON form, checking types and declared bounds.
 
@@ -294,7 +305,7 @@ def load(cls: type[T], raw: Any, where: str) -> T:
     """
     if not isinstance(raw, Mapping):
         raise InvalidField(where, f"expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     by_json = {f.metadata["json"]: f for f in dataclasses.fields(cls) if "json" in f.metadata}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - set(by_json))
     if unknown:
