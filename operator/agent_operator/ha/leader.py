@@ -327,6 +327,7 @@ class _Watchdog(threading.Thread):
         super().__init__(name="agent-operator-leader-watchdog", daemon=True)
         self.elector, self.loop, self.main_task, self.hard_exit = elector, loop, main_task, hard_exit
         self.done = threading.Event()
+        self.fired = False  # set when it cancelled main for a missed renew deadline
 
     def run(self) -> None:
         t = self.elector.timing
@@ -334,7 +335,7 @@ class _Watchdog(threading.Thread):
         while not self.done.wait(min(0.25, t.retry_seconds / 4)):
             age = self.elector.clock() - self.elector.last_renew
             if age > t.renew_seconds and not cancelled:
-                cancelled = True
+                cancelled = self.fired = True
                 log.error("renew deadline missed (%.1fs): stopping work", age)
                 self.loop.call_soon_threadsafe(self.main_task.cancel)
             if age > t.lease_seconds - t.exit_margin and self.hard_exit:
@@ -388,8 +389,9 @@ async def run_with_leader_election(
             renew_task.cancel()
             await elector.release()
             raise
-        if not main_task.done():  # the lease was lost
+        if renew_task.done() or watchdog.fired:  # the lease was lost (main may be cancelled already)
             await _stop(main_task)
+            renew_task.cancel()
             raise LeadershipLost(f"lost leader lease {namespace}/{name} (identity {elector.identity})")
         renew_task.cancel()
         await _stop(renew_task)
