@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_operator.testing.agents import AGENT_SPECS, LEDGER_ENV, agent_task_manifest, task_template
+from agent_operator.testing.agents import AGENT_SPECS, LEDGER_ENV, Ledger, agent_task_manifest, task_template
 from agent_operator.testing.operator_proc import OperatorProcess
 from deploy_support import MANIFESTS, ROOT, Kubectl
 from operator_fixtures import crd  # noqa: F401 - fixture
@@ -41,8 +41,19 @@ def test_finalizer_escape_hatch_when_the_operator_is_gone(
                          extra_args=["--default-poll-interval", "1"])
     manifest = agent_task_manifest("orphaned", task_template("test-async", phases=["RUNNING"]),
                                    namespace=namespace, pollInterval="1s")
+    ledger = Ledger(tmp_path / "ledger.sqlite")
     with op:
         op.wait_ready()
+        # uninstall step 1 (README): delete the tasks while the operator runs -> agent delete, released
+        for name in ("first", "second"):
+            kubectl("apply", "-f", "-", input=json.dumps(agent_task_manifest(
+                name, task_template("test-async", phases=["RUNNING"]), namespace=namespace, pollInterval="1s")))
+        deadline = time.monotonic() + 60
+        while ledger.count("create") < 2:
+            assert time.monotonic() < deadline, op.logs()[-3000:]
+            time.sleep(0.3)
+        kubectl("delete", "agenttasks", "--all", "-n", namespace, "--timeout=60s")
+        assert ledger.count("delete") == 2
         kubectl("apply", "-f", "-", input=json.dumps(manifest))
         deadline = time.monotonic() + 60
         while json.loads(kubectl("-n", namespace, "get", "agenttask", "orphaned", "-o", "json").stdout

@@ -53,7 +53,6 @@ def test_counters_and_gauges_have_the_documented_labels() -> None:
 
 
 def test_metric_names_listed_in_metrics_are_all_exported() -> None:
-    metrics.set_build_info("0.0.0-test")
     body, _ = metrics.render()
     text = body.decode()
     for name in metrics.METRICS:
@@ -166,3 +165,19 @@ def test_text_format_prefixes_task_and_unknown_format_is_refused() -> None:
     assert buf.getvalue().rstrip().endswith("t: [ns3/task-c] hello")
     with pytest.raises(ValueError, match="json"):
         olog.configure("xml")
+
+
+def test_readme_metrics_reference_lists_every_metric() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Metrics reference"):]
+    for name in metrics.METRICS:
+        assert f"`{name}`" in section, name
+
+
+def test_build_info_carries_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    body, _ = metrics.render()
+    assert f'agent_operator_build_info{{version="{version("flyte-agent-operator")}"}} 1.0' in body.decode()

@@ -131,6 +131,18 @@ def set_build_info(version: str) -> None:
     BUILD.info({"version": version})
 
 
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flyte-agent-operator")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "unknown"
+
+
+set_build_info(_package_version())
+
+
 def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """The exposition body and its content type, for an HTTP handler."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
