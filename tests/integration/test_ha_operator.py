@@ -111,6 +111,14 @@ def test_standby_takes_over_after_sigkill_and_never_overlaps(
     creates = [c.key for c in calls if c.method == "create"]
     assert len(creates) == len(set(creates)) == len(TASKS), "no duplicate create across the failover"
 
+    # --log-format json: every line is one JSON object; lines about a task carry its identity
+    uids = {o["metadata"]["name"]: o["metadata"]["uid"] for o in json.loads(
+        kubectl("-n", namespace, "get", "agenttasks", "-o", "json").stdout)["items"]}
+    lines = [json.loads(line) for line in b.logs().splitlines() if line.strip()]  # every line is JSON
+    about_tasks = [line for line in lines if line.get("name") in uids]
+    assert about_tasks, b.logs()[-2000:]
+    assert all(line["uid"] == uids[line["name"]] and line["namespace"] == namespace for line in about_tasks)
+
     # /metrics of the new leader after the lifecycle
     m = metrics(b)
     assert m[("agent_operator_leader", ())] == 1.0
