@@ -48,6 +48,8 @@ MAX_LOG_LINKS = 64
 MAX_LOG_LINK_NAME = 256
 MAX_LOG_LINK_URI = 4096
 MAX_CUSTOM_INFO_BYTES = 64 * 1024
+#: longest poll interval an agent's nextPollSeconds hint can ask for (seconds)
+MAX_POLL_HINT = 86400.0
 
 
 class ErrorKind(str, enum.Enum):
@@ -178,6 +180,7 @@ def next_poll_hint(status: Mapping[str, Any]) -> float | None:
     """The agent's suggested poll interval, from status.customInfo."""
     info = status.get("customInfo")
     value = info.get(NEXT_POLL_KEY) if isinstance(info, Mapping) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf"):
+        # customInfo is writable through the status subresource: a day at most
+        return min(float(value), MAX_POLL_HINT)
     return None
