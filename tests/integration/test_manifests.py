@@ -13,7 +13,8 @@ from deploy_support import HOME_NAMESPACE, OVERLAYS, Kubectl, one, pick, render_
 
 pytestmark = pytest.mark.cluster
 
-FIELD_MANAGER = "agent-operator-install"
+#: the same manager as a user's `kubectl apply --server-side` (and the other install tests)
+FIELD_MANAGER = "kubectl"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -102,7 +103,7 @@ def test_rbac_grants_only_what_the_operator_uses(kubectl: Kubectl, overlay: str)
     assert not [r for r in rules if r[1] == "secrets" and r[2] in ("list", "watch", "update", "patch", "delete")]
     assert {(r[1], r[2]) for r in rules if r[0] == "flyteagents.dev"} == {
         ("agenttasks", "get"), ("agenttasks", "list"), ("agenttasks", "watch"), ("agenttasks", "patch"),
-        ("agenttasks/status", "get"), ("agenttasks/status", "patch"), ("agenttasks/finalizers", "update")}
+        ("agenttasks/status", "get"), ("agenttasks/status", "patch")}
     bindings = pick(objs, "ClusterRoleBinding")
     if overlay == "single-namespace":
         assert bindings == [], "the namespaced install holds no cluster-wide permission"
