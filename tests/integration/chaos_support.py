@@ -22,7 +22,7 @@ FULL = os.environ.get("AGENT_OPERATOR_CHAOS", "").lower() == "full"
 #: rows of the summary table printed at the end of the session (tests/conftest.py)
 RESULTS: list[dict[str, Any]] = []
 COLUMNS = ("scenario", "tasks", "faults", "lost", "duplicates", "orphans", "stuck finalizers",
-           "max recovery s")
+           "max recovery s", "re-asked creates")
 
 
 def record(**row: Any) -> None:

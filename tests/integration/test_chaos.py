@@ -49,7 +49,9 @@ def phases(objs: dict[str, dict[str, Any]]) -> Counter[str]:
     return Counter((o.get("status") or {}).get("phase", "<none>") for o in objs.values())
 
 
-def wait_for(what: str, pred: Any, timeout: float, op: OperatorProcess | None = None, every: float = 1.0) -> Any:
+def wait_for(what: str, pred: Any, timeout: float, op: OperatorProcess | None = None, every: float = 1.0,
+             describe: Any = lambda: "") -> Any:
+    """Poll ``pred`` until truthy (bounded); fail with ``describe()`` and the operator log."""
     deadline = time.monotonic() + timeout
     while True:
         value = pred()
@@ -57,7 +59,8 @@ def wait_for(what: str, pred: Any, timeout: float, op: OperatorProcess | None = 
             return value
         if time.monotonic() > deadline:
             log = op.logs()[-6000:] if op else ""
-            raise AssertionError(f"{what}: not reached within {timeout:.0f}s\n--- operator log ---\n{log}")
+            raise AssertionError(f"{what}: not reached within {timeout:.0f}s (now: {describe()})\n"
+                                 f"--- operator log ---\n{log}")
         time.sleep(every)
 
 
@@ -87,12 +90,13 @@ def test_operator_sigkilled_repeatedly_loses_duplicates_and_orphans_nothing(
     kubectl = control_plane.kubectl
     ledger_path = tmp_path / "ledger.sqlite"
     ledger = Ledger(ledger_path)
+    poll = "5s" if FULL else "2s"
     # half finish by themselves, half run "forever" and are deleted while running
     short = [agent_task_manifest(f"short-{i:04d}", task_template(
         "test-latency", phases=["QUEUED", "RUNNING", "SUCCEEDED"], runSeconds=rng.uniform(2, 25 if FULL else 12),
-        latency=0.05), pollInterval="2s") for i in range(n_tasks // 2)]
+        latency=0.05), pollInterval=poll) for i in range(n_tasks // 2)]
     long = [agent_task_manifest(f"long-{i:04d}", task_template(
-        "test-latency", phases=["RUNNING"], latency=0.05), pollInterval="2s") for i in range(n_tasks - n_tasks // 2)]
+        "test-latency", phases=["RUNNING"], latency=0.05), pollInterval=poll) for i in range(n_tasks - n_tasks // 2)]
     for m in long:
         m["metadata"]["labels"] = {"chaos": "long"}
 
@@ -118,7 +122,8 @@ def test_operator_sigkilled_repeatedly_loses_duplicates_and_orphans_nothing(
             return not any(n.startswith("long-") for n in objs) and all(
                 (objs[m["metadata"]["name"]].get("status") or {}).get("phase") in TERMINAL for m in short)
 
-        wait_for("short tasks terminal and long tasks deleted", settled, 600 if FULL else 240, op)
+        wait_for("short tasks terminal and long tasks deleted", settled, 600 if FULL else 240, op,
+                 describe=lambda: dict(phases(tasks(kubectl, namespace))))
         objs = tasks(kubectl, namespace)
         lost = sum(1 for m in short if objs[m["metadata"]["name"]]["status"]["phase"] != "Succeeded")
 
@@ -158,9 +163,11 @@ def test_apiserver_restart_mid_run_operator_reconnects_and_finishes_everything(
     op = start_operator(str(control_plane.kubeconfig), namespace, tmp_path, ledger_path)
     try:
         apply_many(kubectl, namespace, [agent_task_manifest(f"before-{i:03d}", task_template(
-            "test-latency", phases=["RUNNING", "SUCCEEDED"], runSeconds=8, latency=0.05), pollInterval="1s")
+            "test-latency", phases=["RUNNING", "SUCCEEDED"], runSeconds=20, latency=0.05), pollInterval="1s")
             for i in range(n_tasks)])
-        wait_for("tasks running", lambda: phases(tasks(kubectl, namespace)).get("Running", 0) >= n_tasks // 2, 120, op)
+        # restart while most jobs are in flight (created, not finished)
+        wait_for("tasks started", lambda: sum(phases(tasks(kubectl, namespace))[p] for p in ("Running", "Succeeded"))
+                 >= n_tasks // 2, 180, op)
         down = control_plane.control_plane.restart_apiserver()
         t0 = time.monotonic()
         # objects created after the restart prove the watch came back (no deaf operator)
