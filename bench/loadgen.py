@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import aiohttp
+
 from .kube import ApiError, Kube
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Aborted", "TimedOut"})
@@ -45,6 +47,7 @@ async def create_namespace(kube: Kube, name: str) -> None:
 
 
 async def _create(kube: Kube, namespace: str, body: dict[str, Any], applied: dict[str, float]) -> None:
+    """POST with a few retries on overload (429, 5xx, time-outs); 409 means an earlier try landed."""
     for attempt in range(5):
         try:
             await kube.create(namespace, body)
@@ -54,7 +57,10 @@ async def _create(kube: Kube, namespace: str, body: dict[str, Any], applied: dic
                 break
             if e.status < 500 and e.status != 429 or attempt == 4:
                 raise
-            await asyncio.sleep(0.2 * (attempt + 1))
+        except (asyncio.TimeoutError, aiohttp.ClientError):
+            if attempt == 4:
+                raise
+        await asyncio.sleep(0.2 * (attempt + 1))
     applied[body["metadata"]["name"]] = time.time()
 
 

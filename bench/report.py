@@ -31,6 +31,11 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _cell(text: str) -> str:
+    """One line of an error, safe inside a markdown table cell."""
+    return text.splitlines()[0][:160].replace("|", "/") if text else ""
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with the measured value and whether it is met (None: not measured)."""
     out: list[dict[str, Any]] = []
@@ -87,6 +92,9 @@ def markdown(results: dict[str, Any]) -> str:
             naive = row.get(NAIVE, {}).get("tasks_per_second")
             ceiling = row.get(CEILING, {}).get("tasks_per_second")
             for c, r in row.items():
+                if "error" in r:
+                    lines.append(f"| {n} | {c} | failed: {_cell(r['error'])} |  |  |  |  |  |  |  |")
+                    continue
                 tps = r["tasks_per_second"]
                 incomplete = "" if r.get("all_completed") else f" ({r['completed']}/{r['tasks']} done)"
                 if len(r.get("runs_tasks_per_second", [])) > 1:
@@ -96,14 +104,17 @@ def markdown(results: dict[str, Any]) -> str:
                              f"{r['writes']['event_writes_per_task']} | {r['peak_rss_mb']} | {r['cpu_seconds']} | "
                              f"{_fmt(r.get('apiserver_cpu_seconds'))} |")
     steady = results.get("steady", {})
-    if steady:
-        any_row = next(iter(steady.values()))
+    any_row = next((r for r in steady.values() if "error" not in r), None)
+    if any_row is not None:
         lines += ["", f"**Steady** ({any_row['rate']:.0f} tasks/s for {any_row['seconds']:.0f} s, latency agent: "
                   f"create {any_row['create_latency']} s, get {any_row['get_latency']} s, run "
                   f"{any_row['run_seconds']} s, poll {any_row['poll']}; seconds)", "",
                   "| contender | achieved rate | apply→create p50 | p99 | terminal→visible p50 | p99 "
                   "| object writes/task | Event writes/task |", "|---|---|---|---|---|---|---|---|"]
         for c, r in steady.items():
+            if "error" in r:
+                lines.append(f"| {c} | failed: {_cell(r['error'])} |  |  |  |  |  |  |")
+                continue
             a, v = r["apply_to_create"], r["terminal_to_visible"]
             lines.append(f"| {c} | {r['achieved_rate']} | {_fmt(a['p50'], 3)} | {_fmt(a['p99'], 3)} | "
                          f"{_fmt(v['p50'], 3)} | {_fmt(v['p99'], 3)} | {r['writes']['object_writes_per_task']} | "
@@ -112,6 +123,8 @@ def markdown(results: dict[str, Any]) -> str:
                   "load generator's creates removed)", "", "| contender | writes per task by verb and resource |",
                   "|---|---|"]
         for c, r in steady.items():
+            if "error" in r:
+                continue
             per = r["writes"]["per_task_by_verb_resource"]
             lines.append(f"| {c} | " + ", ".join(f"{k}: {v}" for k, v in per.items()) + " |")
     for key, title in (("idle", "In flight, unchanged"), ("scale", "Scale")):
@@ -122,6 +135,9 @@ def markdown(results: dict[str, Any]) -> str:
                   "| contender | tasks | poll | object writes/s | Event writes/s | agent gets/s | RSS MB | CPU share "
                   "| API server CPU share | resume after restart s |", "|---|---|---|---|---|---|---|---|---|---|"]
         for c, r in section.items():
+            if "error" in r:
+                lines.append(f"| {c} | failed: {_cell(r['error'])} |  |  |  |  |  |  |  |  |")
+                continue
             restart = r.get("restart", {})
             lines.append(f"| {c} | {r['tasks']} | {r['poll']} | {r.get('object_writes_per_second')} | "
                          f"{r.get('event_writes_per_second')} | {r.get('agent_gets_per_second')} | {r.get('rss_mb')} | "
@@ -161,8 +177,9 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     for ax, key, title in ((axes[1][0], "tasks_per_second", "burst throughput (tasks/s)"),
                            (axes[1][1], "peak_rss_mb", "peak RSS during burst (MB)")):
         for c in names:
-            xs = [int(n) for n in sizes if c in burst[n]]
-            ys = [burst[n][c][key] for n in sizes if c in burst[n]]
+            ok = [n for n in sizes if c in burst[n] and "error" not in burst[n][c]]
+            xs = [int(n) for n in ok]
+            ys = [burst[n][c][key] for n in ok]
             ax.plot(xs, ys, marker="o", label=c, color=COLORS.get(c))
         ax.set_xscale("log")
         ax.set_xlabel("tasks")

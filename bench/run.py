@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -109,33 +110,47 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
                 print(f"burst: {n} instant tasks created before each contender starts"
                       + (f" ({repeats} interleaved rounds, best kept)" if repeats > 1 else ""), flush=True)
                 runs: dict[str, list[dict[str, Any]]] = {c: [] for c in who}
-                for _ in range(repeats):
+                for round_ in range(repeats):
                     for c in who:
-                        runs[c].append(await scenarios.burst(ctx, c, n))
+                        runs[c].append(await guarded(f"burst {n} {c}", scenarios.burst(ctx, c, n, round_)))
                 results["burst"][str(n)] = {c: best_run(r) for c, r in runs.items()}
         if "steady" in what:
             print(f"steady: {sizes['steady_rate']:.0f} tasks/s for {sizes['steady_seconds']:.0f} s, latency agent",
                   flush=True)
             for c in who:
-                results["steady"][c] = await scenarios.steady(ctx, c, sizes["steady_rate"], sizes["steady_seconds"])
+                results["steady"][c] = await guarded(
+                    f"steady {c}", scenarios.steady(ctx, c, sizes["steady_rate"], sizes["steady_seconds"]))
         if "idle" in what and sizes["idle_tasks"]:
             print(f"idle: {sizes['idle_tasks']} running tasks polled every {sizes['idle_poll']}", flush=True)
             for c in who:
-                results["idle"][c] = await scenarios.in_flight(ctx, c, sizes["idle_tasks"], sizes["idle_poll"],
-                                                               sizes["idle_window"])
+                results["idle"][c] = await guarded(f"idle {c}", scenarios.in_flight(
+                    ctx, c, sizes["idle_tasks"], sizes["idle_poll"], sizes["idle_window"]))
         if "scale" in what and sizes["scale_tasks"]:
             print(f"scale: {sizes['scale_tasks']} in-flight tasks polled every {sizes['scale_poll']}", flush=True)
             for c in [c for c in args.scale_contenders.split(",") if c in who]:
-                results["scale"][c] = await scenarios.in_flight(
+                results["scale"][c] = await guarded(f"scale {c}", scenarios.in_flight(
                     ctx, c, sizes["scale_tasks"], sizes["scale_poll"], sizes["scale_window"],
-                    restart=True, tag="scale")
+                    restart=True, tag="scale"))
     return results
+
+
+async def guarded(what: str, scenario: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Run one scenario; a failure is recorded in the results (and printed) instead of ending the run."""
+    try:
+        return await scenario
+    except Exception as e:  # noqa: BLE001 - one contender's failure must not lose the others' figures
+        message = f"{type(e).__name__}: {e}"
+        print(f"  {what}: FAILED: {message[:2000]}", flush=True)
+        return {"error": message[:4000]}
 
 
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest of repeated burst runs (noise on a shared machine only ever slows a run down)."""
-    best = dict(max(runs, key=lambda r: r["tasks_per_second"]))
-    best["runs_tasks_per_second"] = [r["tasks_per_second"] for r in runs]
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[-1]
+    best = dict(max(ok, key=lambda r: r["tasks_per_second"]))
+    best["runs_tasks_per_second"] = [r["tasks_per_second"] for r in ok]
     return best
 
 

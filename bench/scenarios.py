@@ -87,14 +87,14 @@ async def _probe(ctx: Ctx, proc: ContenderProcess, namespace: str, observer: Obs
 
 
 # ---------------------------------------------------------------------------------- burst
-async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
+async def burst(ctx: Ctx, contender: str, n: int, round_: int = 0) -> dict[str, Any]:
     """``n`` instant tasks exist before the contender starts; time until all are Succeeded.
 
     Throughput is ``n`` over the time from the contender's first agent ``create`` to the
     last terminal status seen by the observer, so process start-up and the load
     generator's own speed are not part of it (both are reported separately).
     """
-    ns = ctx.namespace(f"burst-{n}-{contender}")
+    ns = ctx.namespace(f"burst-{n}-{contender}-r{round_}")
     await create_namespace(ctx.kube, ns)
     before = await scrape_writes(ctx.kube)
     names = [f"t{i:05d}" for i in range(n)]
@@ -103,7 +103,7 @@ async def burst(ctx: Ctx, contender: str, n: int) -> dict[str, Any]:
     create_seconds = time.time() - t_create
     observer = await Observer(ctx.kube, ns).start()
     api0 = _api_cpu(ctx)
-    proc = await _start(ctx, contender, ns, f"burst{n}")
+    proc = await _start(ctx, contender, ns, f"burst{n}-r{round_}")
     cpu0 = 0.0
     try:
         done = await observer.wait_for(names, "ended", max(180.0, n * 0.5), proc.check_alive)
