@@ -154,6 +154,16 @@ def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
+def external_apiserver_pid(kubeconfig: str) -> int | None:
+    """The API server's pid when the cluster is a ``make cluster-up`` one on this machine (its state.json)."""
+    try:
+        state = json.loads((Path(kubeconfig).parent / "state.json").read_text())
+        pid = int(state["components"]["kube-apiserver"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
 def git_revision() -> str:
     """The commit the benchmark ran on (with -dirty when the tree has changes)."""
     try:
@@ -181,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if args.kubeconfig:
         meta["crd"] = "(external cluster)"
-        results = asyncio.run(run_all(args, Path(args.kubeconfig), workdir, meta))
+        results = asyncio.run(run_all(args, Path(args.kubeconfig), workdir, meta, external_apiserver_pid(args.kubeconfig)))
     else:
         with ControlPlane(log=lambda m: print(f"[control-plane] {m}", flush=True)) as cp:
             meta["crd"] = install_crd(cp)

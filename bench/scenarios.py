@@ -153,11 +153,11 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         names = [f"s{i:05d}" for i in range(n)]
         bodies = [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=run_seconds,
                                 create_latency=create_latency, get_latency=get_latency) for x in names]
-        before = await scrape_writes(ctx.kube)
+        before, cpu0, api0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
         applied, achieved = await create_at_rate(ctx.kube, ns, bodies, rate)
         done = await observer.wait_for(names, "ended", 180 + run_seconds * 2, proc.check_alive)
         await asyncio.sleep(2.0)
-        after = await scrape_writes(ctx.kube)
+        after, cpu1, api1 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
     finally:
         proc.stop()
         await observer.stop()
@@ -174,6 +174,8 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         "rate": rate, "seconds": seconds, "tasks": n, "achieved_rate": round(achieved, 2),
         "completed": sum(1 for x in names if x in observer.ended), "all_completed": done,
         "run_seconds": run_seconds, "poll": poll, "create_latency": create_latency, "get_latency": get_latency,
+        "cpu_ms_per_task": round(1000 * (cpu1 - cpu0) / max(n, 1), 2),
+        "apiserver_cpu_ms_per_task": round(1000 * (api1 - api0) / max(n, 1), 2) if ctx.apiserver_pid else None,
         "apply_to_create": summary(to_create), "terminal_to_visible": summary(to_visible),
         "apply_to_create_samples": [round(v, 4) for v in to_create],
         "terminal_to_visible_samples": [round(v, 4) for v in to_visible],
