@@ -90,3 +90,14 @@ def test_scheduler_reruns_a_key_scheduled_while_running() -> None:
 
     asyncio.run(main())
     assert runs == 2
+
+
+def test_backoff_grows_exponentially_and_bounds_agent_hints() -> None:
+    from agent_operator.core.status import MAX_RETRY_AFTER, Settings, backoff
+
+    s = Settings(backoff_base=1.0, backoff_max=60.0)
+    assert [backoff(n, s) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
+    assert backoff(10_000, s) == 60.0
+    assert backoff(1, s, retry_after=30.0) == 30.0
+    assert backoff(1, s, retry_after=float("inf")) == 1.0
+    assert backoff(1, s, retry_after=10**9) == MAX_RETRY_AFTER

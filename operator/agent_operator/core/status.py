@@ -6,6 +6,7 @@ helpers :mod:`~agent_operator.core.reconcile` and :mod:`~agent_operator.core.abs
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from agent_operator.crd.durations import format_duration
 from agent_operator.crd.phases import Phase, Reason
 
 MAX_INLINE_OUTPUT_BYTES = 64 * 1024
+#: upper bound on an agent's retry_after hint (seconds)
+MAX_RETRY_AFTER = 3600.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,9 @@ def backoff(failures: int, settings: Settings, retry_after: float | None = None)
     """Exponential backoff after ``failures`` transient errors in a row (>= the agent's hint)."""
     # the exponent is capped: transientFailures comes from status, which anyone may edit
     delay = min(settings.backoff_base * 2.0 ** min(max(failures - 1, 0), 64), settings.backoff_max)
-    return float(max(delay, retry_after or 0.0))
+    hint = float(retry_after) if isinstance(retry_after, (int, float)) and math.isfinite(retry_after) else 0.0
+    # an agent's hint may exceed our own cap, within reason (a Retry-After of days is a bug)
+    return float(max(delay, min(hint, MAX_RETRY_AFTER)))
 
 
 def deadline_of(view: TaskView, ctx: Context) -> float | None:
