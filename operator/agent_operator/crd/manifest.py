@@ -69,7 +69,10 @@ def object_schema() -> dict[str, Any]:
             },
             "metadata": {"type": "object"},
             "spec": model_schema(AgentTaskSpec),
-            "status": model_schema(AgentTaskStatus),
+            # defaulted to {observedGeneration: 0}: a task the operator has not seen yet reads
+            # as "generation 1 not observed", so kstatus (Flux, kubectl wait) says InProgress
+            # instead of Current for an AgentTask nobody has looked at
+            "status": {**model_schema(AgentTaskStatus), "default": {}},
         },
     }
 
