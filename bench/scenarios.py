@@ -17,7 +17,7 @@ from typing import Any
 
 from . import contenders
 from .agents import INSTANT_TYPE, LATENCY_TYPE, read_call_log
-from .harness import ContenderProcess, Counts, cpu_seconds, label, scrape_writes, write_delta
+from .harness import ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes, write_delta
 from .kube import Kube
 from .loadgen import Observer, create_all, create_at_rate, create_namespace, task_manifest
 
@@ -203,6 +203,8 @@ async def in_flight(ctx: Ctx, contender: str, n: int, poll: str, window: float, 
     result: dict[str, Any] = {"tasks": n, "poll": poll, "window_seconds": window}
     try:
         await _probe(ctx, proc, ns, observer)
+        await asyncio.sleep(1.0)
+        rss_before = rss_bytes(proc.pid)
         names = [f"i{i:05d}" for i in range(n)]
         t0 = time.time()
         await create_all(ctx.kube, ns, [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=10**7,
@@ -223,6 +225,9 @@ async def in_flight(ctx: Ctx, contender: str, n: int, poll: str, window: float, 
         gets = sum(1 for ts in read_call_log(proc.call_log, since=w0).gets_by_task.values() for t in ts if t <= w1)
         result.update({
             "rss_mb": round(proc.sampler.last / 2**20, 1),
+            "rss_mb_before_tasks": round(rss_before / 2**20, 1),
+            "kb_per_task": round((proc.sampler.last - rss_before) / 1024 / n, 1),
+            "projected_rss_mb_10000": round((rss_before + (proc.sampler.last - rss_before) * 10000 / n) / 2**20, 1),
             "peak_rss_mb": round(proc.sampler.peak / 2**20, 1),
             "cpu_share": round((cpu1 - cpu0) / elapsed, 4),
             "apiserver_cpu_share": round((api1 - api0) / elapsed, 4) if ctx.apiserver_pid else None,
@@ -248,7 +253,6 @@ async def _restart(ctx: Ctx, proc: ContenderProcess, names: list[str], poll: str
     t_restart = time.time()
     proc.start()
     wanted = set(names)
-    from .harness import rss_bytes  # local: only the scale scenario samples after restart
     deadline = t_restart + 600
     resumed_all: float | None = None
     first_get: float | None = None
