@@ -84,6 +84,8 @@ class KubeBackend:
         if status.get("attempt") != view.status.get("attempt") or (
                 (status.get("transientFailures") or 0) > (view.status.get("transientFailures") or 0)):
             hooks.record_retry(agent, str(status.get("reason")))
+            # Events are per transition; each retry still deserves a line in the operator log
+            log.info("%s: %s: %s", view.ref, status.get("reason"), status.get("message"))
         return TaskView.from_body(body)
 
     async def release(self, view: TaskView) -> None:
