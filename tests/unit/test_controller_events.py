@@ -59,3 +59,20 @@ def test_merge_diff_nulls_removed_keys_at_every_level() -> None:
     assert merge_diff(old, new) == {"resourceMeta": None, "customInfo": {"b": None, "c": 3},
                                     "logLinks": [{"uri": "2"}]}
     assert merge_diff(new, new) == {}
+
+
+def test_operator_waits_for_the_crd_before_serving(monkeypatch: Any) -> None:
+    import asyncio
+
+    from agent_operator.controller import operator as op
+
+    answers = iter([False, False, True])
+
+    class FakeApi:
+        async def crd_served(self) -> bool:
+            return next(answers)
+
+    monkeypatch.setattr(op, "CRD_POLL", 0.01)
+    c = Controller(api=FakeApi(), signer=Signer(b"k" * 32), options=ControllerOptions())  # type: ignore[arg-type]
+    assert asyncio.run(c.wait_for_crd()) is True
+    assert not c.ready

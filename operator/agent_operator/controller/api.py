@@ -108,6 +108,16 @@ class KubeApi:
             _content_type="application/merge-patch+json")
         return body
 
+    async def crd_served(self) -> bool:
+        """Whether the API server serves AgentTasks (the CRD is installed and established)."""
+        try:
+            resources = await self._run(self._custom.get_api_resources, names.GROUP, names.VERSION)
+        except ApiError as e:
+            if e.status == 404:
+                return False
+            raise
+        return any(getattr(r, "name", None) == names.PLURAL for r in getattr(resources, "resources", None) or ())
+
     # ------------------------------------------------------------------ Events
     async def create_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str,
                            component: str = "agent-operator") -> None:

@@ -44,6 +44,7 @@ API_ERROR_RETRY = 2.0
 API_ERROR_MAX = 120.0
 SECRET_TTL = 10.0
 STATS_PERIOD = 15.0
+CRD_POLL = 5.0
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,27 @@ class Controller:
         settings.networking.connect_timeout = self.options.api_timeout
         return settings
 
+    async def wait_for_crd(self, stop_flag: asyncio.Event | None = None) -> bool:
+        """Block (not ready) until the AgentTask CRD is served; False if stopped meanwhile.
+
+        kopf resolves resources once at start (scanning is off: it would need cluster-wide
+        CRD watch rights), so an operator started before its CRD would otherwise never serve.
+        """
+        told = False
+        while True:
+            try:
+                if await self.api.crd_served():
+                    return True
+                reason = "not installed"
+            except ApiError as e:
+                reason = str(e)
+            if not told:
+                log.warning("waiting for the AgentTask CRD %s (%s): kubectl apply -f crds/", names.CRD_NAME, reason)
+                told = True
+            if stop_flag is not None and stop_flag.is_set():
+                return False
+            await asyncio.sleep(CRD_POLL)
+
     async def run(self, stop_flag: asyncio.Event | None = None) -> None:
         """Watch and reconcile until stopped (SIGTERM/SIGINT or ``stop_flag``)."""
         import kopf
@@ -288,6 +310,8 @@ class Controller:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=self.options.agent_threads,
                                                      thread_name_prefix="agent-call"))
+        if not await self.wait_for_crd(stop_flag):
+            return
         tasks = [asyncio.create_task(self.scheduler.run()), asyncio.create_task(self.report_stats())]
         try:
             await kopf.operator(
