@@ -114,7 +114,13 @@ def _start_health(port: int, ready: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load agents, connect, and run the controller until SIGTERM/SIGINT."""
+    """Load agents, connect, and run the controller until SIGTERM/SIGINT; then exit at once."""
+    exit_now(serve(args))
+    return 0  # pragma: no cover - exit_now does not return
+
+
+def serve(args: argparse.Namespace) -> int:
+    """The operator's whole life; returns the exit code."""
     from agent_operator.cli import agent_sources
     from agent_operator.controller.api import KubeApi, new_api_client
     from agent_operator.controller.operator import Controller, ControllerOptions
@@ -188,3 +194,12 @@ def run(args: argparse.Namespace) -> int:
         api_client.close()
     log.info("operator stopped")
     return 0
+
+
+def exit_now(code: int) -> None:
+    """Exit without joining worker threads: an agent call that hangs must not keep a stopped
+    operator alive until its pod is killed (the calls were bounded and abandoned already)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -91,6 +91,7 @@ class Controller:
         self.prepared: dict[str, Prepared | PrepareFailure] = {}
         self.last_event: dict[Key, tuple[str, str]] = {}
         self.api_failures: dict[Key, int] = {}
+        self._executors: dict[str, ThreadPoolExecutor] = {}
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
         self.scheduler: PollScheduler[Key] = PollScheduler(
             self.handle, max_concurrency=options.max_concurrency, per_group=options.per_agent_concurrency)
@@ -164,6 +165,18 @@ class Controller:
             return Context(signer=self.signer, failure=entry, settings=self.options.settings, last_call=last_call)
         return Context(signer=self.signer, prepared=entry, settings=self.options.settings, last_call=last_call)
 
+    def executor_for(self, ctx: Context) -> ThreadPoolExecutor | None:
+        """The thread pool of the task's agent (one per task type: a hung agent starves only itself)."""
+        if ctx.prepared is None:
+            return None
+        key = str(ctx.prepared.info.task_type)
+        pool = self._executors.get(key)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=max(2 * self.options.per_agent_concurrency, 4),
+                                      thread_name_prefix=f"agent-{key[:20]}")
+            self._executors[key] = pool
+        return pool
+
     async def secrets_for(self, view: TaskView) -> dict[str, dict[str, str]]:
         """Data of the Secrets in ``spec.secretRefs`` (same namespace only), briefly cached."""
         out: dict[str, dict[str, str]] = {}
@@ -200,7 +213,7 @@ class Controller:
         try:
             outcome = await advance(view, self.make_context, self.backend, progress,
                                     secrets=self.secrets_for, limits=self.options.limits,
-                                    observe=hooks.observe_agent_call)
+                                    observe=hooks.observe_agent_call, executor_for=self.executor_for)
         except ApiError as e:
             if e.status == 404:
                 self.forget(key)
@@ -327,3 +340,5 @@ class Controller:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for pool in self._executors.values():
+                pool.shutdown(wait=False, cancel_futures=True)

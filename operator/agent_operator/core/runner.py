@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import inspect
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,11 +97,23 @@ def _noop_observer(agent: str, method: str, seconds: float, error: str | None) -
     return None
 
 
-async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
-                     limits: CallLimits) -> Answer:
-    """Make the agent call ``action`` names, bounded in time; never raises."""
-    from agent_operator.sdk import invoke
+async def _invoke(func: Callable[..., Any], executor: Executor | None, /, **kwargs: Any) -> Any:
+    """Like :func:`agent_operator.sdk.invoke`, with plain methods run on ``executor``.
 
+    A plain method that hangs keeps its thread after the call's time bound: with one pool
+    per agent, a hung agent can only use up its own threads, never the other agents'.
+    """
+    if inspect.iscoroutinefunction(func):
+        return await func(**kwargs)
+    result = await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, **kwargs))
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
+                     limits: CallLimits, executor: Executor | None = None) -> Answer:
+    """Make the agent call ``action`` names, bounded in time; never raises."""
     prepared = ctx.prepared
     assert prepared is not None
     agent = prepared.agent
@@ -111,12 +126,13 @@ async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapp
                 service_account=prepared.spec.service_account_name,
             )
             method = agent.create if action.kind == ActionKind.CREATE else agent.do
-            coro = invoke(method, task_template=prepared.template, output_prefix=prepared.spec.output_prefix or "",
+            coro = _invoke(method, executor, task_template=prepared.template,
+                           output_prefix=prepared.spec.output_prefix or "",
                           inputs=prepared.inputs, task_execution_metadata=md, **extra)
         else:
             meta = decode_meta(view, ctx)
             method = agent.get if action.kind == ActionKind.GET else agent.delete
-            coro = invoke(method, resource_meta=meta, **extra)
+            coro = _invoke(method, executor, resource_meta=meta, **extra)
     except Exception as e:  # noqa: BLE001 - a broken handle is the agent's error, not ours
         return Answer(error=e)
     bound = limits.do_timeout if action.kind == ActionKind.DO else limits.call_timeout
@@ -144,6 +160,7 @@ async def advance(
     limits: CallLimits = CallLimits(),
     clock: Callable[[], float] = time.time,
     observe: Observer = _noop_observer,
+    executor_for: Callable[[Context], Executor | None] | None = None,
 ) -> Outcome:
     """Run ``view`` until it waits or is done; returns the pending action for the scheduler."""
     stored = view          # the object as the backend has it
@@ -202,7 +219,8 @@ async def advance(
                 decision = absorb(local, ctx, action, Answer(error=e), clock())
                 continue
         started = clock()
-        answer = await call_agent(local, ctx, action, values, limits)
+        executor = executor_for(ctx) if executor_for is not None else None
+        answer = await call_agent(local, ctx, action, values, limits, executor)
         progress.last_call, progress.calls = started, progress.calls + 1
         kind = _error_kind(answer)
         observe(ctx.prepared.info.name if ctx.prepared else "", action.kind.value, clock() - started, kind)
