@@ -58,6 +58,7 @@ def isolated_registry() -> Iterator[None]:
     with AgentRegistry.snapshot():
         AgentRegistry._REGISTRY.clear()
         AgentRegistry._METADATA.clear()
+        AgentRegistry._NOT_FOUND_HINTS.clear()  # hints other tests' agent sources installed
         yield
 
 
