@@ -113,7 +113,7 @@ def down(state_dir: Path, timeout: float = 30.0) -> int:
     if not state:
         print("no control plane running")
         return 0
-    pid = int(state["supervisor"])  # type: ignore[arg-type]
+    pid = int(str(state["supervisor"]))
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while processes.pid_alive(pid) and time.monotonic() < deadline:

@@ -245,7 +245,7 @@ class ControlPlane:
 
     def _apiserver_ready(self) -> bool:
         with urllib.request.urlopen(f"{self.server}/readyz", timeout=2, context=self._ssl_context()) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
 
     def _wait_ready(self, name: str, proc: subprocess.Popen[bytes], probe: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.start_timeout
