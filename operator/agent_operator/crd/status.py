@@ -158,7 +158,7 @@ class AgentTaskStatus:
     observed_generation: int | None = api_field(
         "observedGeneration", "metadata.generation of the spec this status describes (0: not "
         "looked at yet).",
-        default=None, minimum=0, **{"default_": 0})
+        default=None, minimum=0, default_=0)
     conditions: tuple[Condition, ...] = api_field(
         "conditions", "Ready, Reconciling, Stalled and Succeeded (kstatus conventions; a failed "
         "task is Stalled=True so that GitOps tools fail fast).",
