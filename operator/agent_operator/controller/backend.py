@@ -78,6 +78,12 @@ class KubeBackend:
             return view
         body = await self.api.patch_status(view.namespace, view.name, patch)
         self.controller.remember(body)
+        if dict(body.get("status") or {}) != dict(status):
+            # another writer's status change landed between our read and this merge patch:
+            # its watch event is older than this response and will be skipped as stale, so
+            # decide again on what is stored now (found by the live fuzz: a forged reason
+            # stuck next to our message)
+            self.controller.scheduler.schedule((view.namespace, view.name), 0.0, earliest=True)
         agent = str((status.get("agent") or {}).get("name", ""))
         if status.get("phase") != view.status.get("phase"):
             hooks.record_transition(agent, str(status.get("phase")))
