@@ -152,21 +152,41 @@ def test_operator_survives_and_keeps_serving(fuzz: Fuzz) -> None:
     env.wait("every object has a status", lambda: all(
         (i.get("status") or {}).get("phase") for i in
         json.loads(env.kubectl("-n", env.namespace, "get", "agenttasks", "-o", "json").stdout)["items"]), timeout=90)
+    # the operator has the last word on a task it refuses to run: a forged reason written
+    # next to its refusal is put back (a write racing a status patch must not lose it)
+    def refusals_consistent() -> bool:
+        return all((i.get("status") or {}).get("reason") == "ResourceMetaTampered"
+                   for i in json.loads(env.kubectl("-n", env.namespace, "get", "agenttasks", "-o", "json").stdout)["items"]
+                   if str((i.get("status") or {}).get("message", "")).startswith("refusing to call the agent")
+                   and (i.get("status") or {}).get("phase") not in TERMINAL)
+    env.wait("refused tasks say ResourceMetaTampered", refusals_consistent, timeout=30)
     assert env.operator.running
     logs = env.operator.logs()
     assert "handler for" not in logs and "Traceback" not in logs, logs[-6000:]
-    # deleting everything completes; only a task whose job handle was tampered with waits
-    # for a human (the skip-agent-delete annotation), by design
+    # deleting everything completes; only a task whose job handle was tampered with (or whose
+    # backoff counter was) waits, for a human (the skip-agent-delete annotation), by design
     env.kubectl("-n", env.namespace, "delete", "agenttasks", "--all", "--wait=false")
 
     def remaining() -> list[dict[str, Any]]:
         out = env.kubectl("-n", env.namespace, "get", "agenttasks", "-o", "json").stdout
         return list(json.loads(out)["items"])
 
-    def only_tampered_left() -> bool:
-        return all((i.get("status") or {}).get("reason") == "ResourceMetaTampered" for i in remaining())
+    def waits_by_design(item: dict[str, Any]) -> bool:
+        status = item.get("status") or {}
+        # a forged handle needs a human; a forged transientFailures counter means a long
+        # backoff (up to 5 minutes) before the agent's delete is tried
+        return status.get("reason") == "ResourceMetaTampered" or (status.get("transientFailures") or 0) >= 6
 
-    env.wait("deletion done except tampered handles", only_tampered_left, timeout=90)
+    def only_tampered_left() -> bool:
+        return all(waits_by_design(i) for i in remaining())
+
+    try:
+        env.wait("deletion done except tampered handles", only_tampered_left, timeout=90)
+    except AssertionError:
+        left = [(i["metadata"]["name"], {k: str(v)[:120] for k, v in (i.get("status") or {}).items()
+                                         if k in ("phase", "reason", "message", "transientFailures")})
+                for i in remaining()]
+        raise AssertionError(f"not deleted: {left}") from None
     for item in remaining():
         env.kubectl("-n", env.namespace, "annotate", "agenttask", item["metadata"]["name"],
                     f"{names.ANNOTATION_SKIP_AGENT_DELETE}=true")
