@@ -101,3 +101,23 @@ def test_backoff_grows_exponentially_and_bounds_agent_hints() -> None:
     assert backoff(1, s, retry_after=30.0) == 30.0
     assert backoff(1, s, retry_after=float("inf")) == 1.0
     assert backoff(1, s, retry_after=10**9) == MAX_RETRY_AFTER
+
+
+def test_plain_agent_methods_run_on_the_given_pool_and_async_ones_on_the_loop() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agent_operator.core.runner import _invoke
+
+    def plain() -> str:
+        return threading.current_thread().name
+
+    async def coroutine() -> str:
+        return threading.current_thread().name
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-x")
+    try:
+        assert asyncio.run(_invoke(plain, pool)).startswith("agent-x")
+        assert asyncio.run(_invoke(coroutine, pool)) == threading.current_thread().name
+    finally:
+        pool.shutdown()
