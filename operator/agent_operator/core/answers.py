@@ -90,13 +90,17 @@ def phase_name(flyte_phase: int) -> str:
 def jsonable(value: Any) -> Any:
     """``value`` as data the API server accepts: string keys, finite numbers (NaN and
     infinities become strings; strict JSON has no spelling for them), lists for any
-    sequence or set, ``str()`` of anything else."""
+    sequence or set, ``str()`` of anything else.
+
+    Keys whose value is None are left out: status is written by JSON merge patch, where
+    null means "delete", so the stored status would never equal the computed one and
+    every poll would write it again."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v) for v in value]
     return str(value)
