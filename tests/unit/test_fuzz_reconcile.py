@@ -116,7 +116,8 @@ def _storable(status: Any) -> dict[str, Any]:
     """Drop fields until the status model (= the API server's schema) accepts it."""
     if not isinstance(status, dict):
         return {}
-    status = dict(status)
+    status = {k: v for k, v in status.items()
+              if not (k in ("outputs", "customInfo") and _has_null_member(v))}  # merge patches drop nulls
     for _ in range(len(status) + 1):
         try:
             AgentTaskStatus.from_dict(status)  # the pools hold no NaN: no JSON round trip needed
@@ -136,7 +137,7 @@ _status_fields = st.fixed_dictionaries({}, optional={
     "attempt": st.sampled_from([0, 1, 2, 3, 1000]),
     "transientFailures": st.sampled_from([0, 1, 4, 5, 64, 2**62]),
     "customInfo": st.sampled_from([{}, {"nextPollSeconds": 0}, {"nextPollSeconds": 1e300}, {"nextPollSeconds": -1},
-                                   {"nextPollSeconds": 2**62}, {"nextPollSeconds": "5"}, {"k": [1, {"n": None}]}]),
+                                   {"nextPollSeconds": 2**62}, {"nextPollSeconds": "5"}, {"k": [1, {"n": 0}]}]),
     "startTime": st.sampled_from(["1970-01-01T00:00:00Z", "2026-01-02T03:04:05Z", "2999-12-31T23:59:59Z"]),
     "logLinks": st.sampled_from([[], [{"name": "a", "uri": "http://x"}]]),
     "outputs": st.sampled_from([{}, {"n": 1}, {"big": "b" * 5000}]),
@@ -222,6 +223,15 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+def _has_null_member(value: Any) -> bool:
+    """A null object member: a JSON merge patch would delete it instead of storing it."""
+    if isinstance(value, Mapping):
+        return any(v is None or _has_null_member(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null_member(v) for v in value)
+    return False
+
+
 def check(decision: Decision, secrets: list[str]) -> None:
     """A decision the driver can apply and the API server can store."""
     action = decision.action
@@ -233,6 +243,8 @@ def check(decision: Decision, secrets: list[str]) -> None:
         AgentTaskStatus.from_dict(status)
         assert len(status.get("message", "").encode()) <= 4096
         assert len(json.dumps(status)) < 512 * 1024
+        for key in ("outputs", "customInfo"):
+            assert not _has_null_member(status.get(key)), (key, status.get(key))
         for text in _strings(status):
             for secret in secrets:
                 assert secret not in text, (secret, text[:200])
