@@ -148,3 +148,9 @@ def test_operator_stops_cleanly_on_sigterm(env: Env) -> None:
     env.operator.restart()
     env.wait("polled again after restart", lambda: env.ledger.count("get", env.uid("running")) >= 3)
     assert env.ledger.count("create", env.uid("running")) == 1
+
+
+def test_slow_sync_task_shows_running_then_succeeds(env: Env) -> None:
+    env.apply("slowsync", task_template("test-sync", runSeconds=6))
+    env.wait("Running while do works", lambda: env.status("slowsync").get("phase") == "Running", timeout=30)
+    env.wait_phase("slowsync", "Succeeded", timeout=60)

@@ -356,3 +356,18 @@ def test_running_task_is_polled_after_a_restart(agents: Ledger) -> None:
     h.progress = Progress()  # the operator restarted: nothing in memory
     h.run()
     assert h.view.status["phase"] == "Succeeded" and agents.count("create", "u1") == 1
+
+
+def test_slow_sync_do_shows_running_while_quick_one_costs_one_write() -> None:
+    h = Harness(view(task_template("test-sync", runSeconds=0.5)))
+    seen: list[str] = []
+    real = h.backend.write_status
+
+    async def spy(v: TaskView, status: Mapping[str, Any]) -> TaskView:
+        seen.append(str(status.get("phase")))
+        return await real(v, status)
+
+    h.backend.write_status = spy  # type: ignore[method-assign]
+    out = asyncio.run(advance(h.view, h.context, h.backend, h.progress, clock=h.clock,
+                              limits=CallLimits(do_timeout=5, do_progress_after=0.1)))
+    assert out.action is None and seen == ["Running", "Succeeded"]

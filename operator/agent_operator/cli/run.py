@@ -64,6 +64,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="bound on one create/get/delete call (default 60s)")
     p.add_argument("--do-timeout", type=_seconds, default=300.0, metavar="S",
                    help="bound on one sync do call (default 300s)")
+    p.add_argument("--sync-progress-after", type=_seconds, default=2.0, metavar="S",
+                   help="a sync do still running after this long shows phase Running (default 2s)")
     p.add_argument("--transient-budget", type=int, default=5, metavar="N",
                    help="transient errors in a row before a task is marked Stalled (default 5)")
     p.add_argument("--watch-inactivity-timeout", type=_seconds, default=70.0, metavar="S",
@@ -143,7 +145,8 @@ def serve(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace),
         settings=Settings(default_poll_interval=args.default_poll_interval, min_poll_interval=args.min_poll_interval,
                           transient_budget=args.transient_budget),
-        limits=CallLimits(call_timeout=args.call_timeout, do_timeout=args.do_timeout),
+        limits=CallLimits(call_timeout=args.call_timeout, do_timeout=args.do_timeout,
+                          do_progress_after=args.sync_progress_after),
         max_concurrency=args.max_concurrency,
         per_agent_concurrency=args.per_agent_concurrency,
         agent_threads=max(args.max_concurrency, 8),

@@ -16,6 +16,7 @@ same idempotency key (``uid-attempt``), which the agent answers with the existin
 from __future__ import annotations
 
 from agent_operator.core.absorb import absorb
+from agent_operator.core.clock import format_time
 from agent_operator.core.model import Action, ActionKind, Decision, EventRecord, MetadataChange, TaskView
 from agent_operator.core.signing import TamperedResourceMeta
 from agent_operator.core.status import (
@@ -39,7 +40,7 @@ from agent_operator.crd.phases import Phase, Reason
 from agent_operator.crd.spec import DeletionPolicy
 from agent_operator.sdk import ResourceMeta
 
-__all__ = ["Context", "Settings", "absorb", "backoff", "decide", "decode_meta", "poll_interval"]
+__all__ = ["Context", "Settings", "absorb", "backoff", "decide", "decode_meta", "poll_interval", "sync_running"]
 
 
 def _verify(view: TaskView, ctx: Context) -> bytes | TamperedResourceMeta:
@@ -150,3 +151,11 @@ def _decide_deletion(view: TaskView, ctx: Context, now: float, phase: Phase | No
         # a create may have reached the agent: learn its handle (same key) so it can be deleted
         return _decide_create(view, ctx, now, failures_of(view))
     return Decision(Action(ActionKind.RELEASE))
+
+
+def sync_running(view: TaskView, ctx: Context, now: float) -> Decision:
+    """The status of a task whose sync ``do`` is taking a while: phase Running."""
+    status = make_status(view, ctx, now, phase=Phase.RUNNING, reason=Reason.RUNNING,
+                         message=f"attempt {view.attempt}: the sync agent is working", attempt=view.attempt,
+                         startTime=view.status.get("startTime") or format_time(now))
+    return finish(view, status, Action(ActionKind.DO, attempt=view.attempt))

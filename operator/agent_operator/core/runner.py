@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from agent_operator.core.answers import classify
 from agent_operator.core.identity import task_execution_metadata
 from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord, MetadataChange, TaskView
-from agent_operator.core.reconcile import Context, absorb, decide, decode_meta
+from agent_operator.core.reconcile import Context, absorb, decide, decode_meta, sync_running
 
 #: immediate transitions one ``advance`` may take before yielding (guards against loops)
 MAX_STEPS = 16
@@ -55,6 +55,9 @@ class CallLimits:
 
     call_timeout: float = 60.0
     do_timeout: float = 300.0
+    #: a sync ``do`` still running after this long gets a Running status (short ones cost
+    #: no extra write; long ones do not leave the task without a phase)
+    do_progress_after: float = 2.0
 
 
 @dataclass
@@ -220,7 +223,21 @@ async def advance(
                 continue
         started = clock()
         executor = executor_for(ctx) if executor_for is not None else None
-        answer = await call_agent(local, ctx, action, values, limits, executor)
+        call = asyncio.ensure_future(call_agent(local, ctx, action, values, limits, executor))
+        if action.kind == ActionKind.DO and local.status.get("phase") != "Running":
+            done, _ = await asyncio.wait({call}, timeout=limits.do_progress_after)
+            if not done:
+                interim = sync_running(local, ctx, clock())
+                if interim.status is not None:
+                    local, dirty = _with_status(local, interim.status), True
+                    await flush()
+                    for event in interim.events:
+                        await backend.emit(local, event)
+        try:
+            answer = await call
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
         progress.last_call, progress.calls = started, progress.calls + 1
         kind = _error_kind(answer)
         observe(ctx.prepared.info.name if ctx.prepared else "", action.kind.value, clock() - started, kind)
