@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -104,6 +104,17 @@ async def create_at_rate(kube: Kube, namespace: str, bodies: list[dict[str, Any]
     return applied, len(bodies) / sent_seconds if len(bodies) > 1 else 0.0
 
 
+async def _retrying(call: Callable[[], Awaitable[Any]], attempts: int = 10) -> Any:
+    """A read that the API server may refuse while overloaded or just after a CRD was installed."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except (ApiError, asyncio.TimeoutError, aiohttp.ClientError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1.0)
+
+
 class Observer:
     """Watches one namespace and records when each AgentTask first started and ended.
 
@@ -133,7 +144,7 @@ class Observer:
 
     async def _run(self) -> None:
         while True:
-            listing = await self.kube.list(self.namespace)
+            listing = await _retrying(lambda: self.kube.list(self.namespace))
             for item in listing["items"]:
                 self._see(item)
             self._ready.set()
@@ -144,9 +155,13 @@ class Observer:
                     self._see(event["object"])
 
     async def start(self) -> "Observer":
-        """Begin watching; returns once the initial list was seen."""
+        """Begin watching; returns once the initial list was seen (raises what stopped the watcher)."""
         self._runner = asyncio.create_task(self._run())
-        await self._ready.wait()
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({self._runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._ready.is_set():
+            ready.cancel()
+            self._runner.result()  # raises the watcher's error
         return self
 
     async def stop(self) -> None:

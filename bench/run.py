@@ -88,7 +88,8 @@ def scaled_down_notes(sizes: dict[str, Any]) -> list[str]:
         notes.append("scale scenario (10,000 in-flight) "
                      + ("skipped: run `make bench-full`" if not sizes["scale_tasks"]
                         else f"scaled down to {sizes['scale_tasks']} tasks (RSS at 10,000 projected from "
-                             f"the RSS per task; no restart; run `make bench-full`)"))
+                             f"the RSS per task" + ("" if sizes["scale_restart"] else "; no restart")
+                             + "; run `make bench-full`)"))
     if 10000 not in sizes["burst"]:
         notes.append("scaling curve without the 10,000-task point (run `make bench-full`)")
     return notes
