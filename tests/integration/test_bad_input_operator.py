@@ -27,7 +27,7 @@ from flyteidl.admin import task_pb2
 from flyteidl.core import tasks_pb2
 from google.protobuf import json_format
 
-from operator_fixtures import Env, crd  # noqa: F401 - fixture
+from operator_fixtures import Env, crd, make_env  # noqa: F401 - fixture
 from agent_operator.testing.agents import AGENT_SPECS, LEDGER_ENV, Ledger, agent_task_manifest, task_template
 from agent_operator.testing.bad_agents import BAD_AGENT_SPECS, bad_template
 from agent_operator.testing.operator_proc import OperatorProcess
@@ -283,6 +283,39 @@ def test_phase_outside_the_enum_is_rejected_by_the_api_server(run: Run) -> None:
     assert proc.returncode != 0 and "status.phase" in proc.stderr and "status.reason" in proc.stderr
 
 
+def _metric(env: Env, name: str, *labels: str) -> float:
+    """Sum of one metric of the operator's own /metrics over the lines carrying ``labels``."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{env.operator.health_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    lines = [line for line in text.splitlines() if line.startswith(name + "{") and all(x in line for x in labels)]
+    assert lines, f"the operator's /metrics has no {name} with {labels}"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+@pytest.fixture
+def bad_env(request: pytest.FixtureRequest, control_plane: Any, crd: str, namespace: str,  # noqa: F811
+            tmp_path: Path) -> Iterator[Env]:
+    """A namespace with its own operator running the misbehaving agents (own metrics)."""
+    args = tuple(a for spec in BAD_AGENT_SPECS for a in ("--agent", spec))
+    yield from make_env(request, control_plane, namespace, tmp_path, extra_args=args)
+
+
+def test_null_in_custom_info_costs_no_write_per_poll(bad_env: Env) -> None:
+    """A merge patch deletes null members; the operator leaves them out so that the stored
+    status equals what it computes and polling sends nothing (it sent a PATCH per poll)."""
+    env = bad_env
+    env.apply("null-info", bad_template("get-null-custominfo"), pollInterval="1s")
+    env.wait("running", lambda: env.status("null-info").get("customInfo") == {"step": 1})
+    gets = ("agent_operator_agent_call_duration_seconds_count", 'method="get"')
+    patches = ("agent_operator_api_writes_total", 'resource="agenttasks/status"', 'verb="patch"')
+    env.wait("first polls done", lambda: _metric(env, *gets) >= 2, timeout=30)
+    sent, polled = _metric(env, *patches), _metric(env, *gets)
+    env.wait("four more polls", lambda: _metric(env, *gets) >= polled + 4, timeout=30)
+    assert _metric(env, *patches) == sent
+
+
 def test_operator_survived_every_case(run: Run) -> None:
     """Runs last in this module: the process is alive and no handler ever raised."""
     for case in CASES:
@@ -290,3 +323,4 @@ def test_operator_survived_every_case(run: Run) -> None:
     assert run.operator.running
     logs = run.operator.logs()
     assert "handler for" not in logs and "Traceback" not in logs, logs[-4000:]
+

@@ -19,6 +19,7 @@ return exactly the things a careful operator must survive, chosen by the templat
 ``get-huge-links``         201 log links: 1000-character names, one 10 000-character URI
 ``get-huge-custominfo``    2 MiB of customInfo (more than etcd stores in one object)
 ``get-odd-custominfo``     customInfo with non-string keys and non-JSON values
+``get-null-custominfo``    RUNNING forever, customInfo with a null member (a merge patch deletes it)
 ``raise-huge``             ``get`` raises with a 1 MiB message
 ``raise-systemexit``       ``get`` raises SystemExit (must not stop the operator)
 ``leak``                   see below
@@ -66,7 +67,7 @@ BAD_AGENT_SPECS = (
 MODES = (
     "create-none", "create-wrong-type", "get-none", "get-wrong-type", "get-undefined-phase",
     "get-unset-phase", "get-bad-outputs", "get-nan", "get-message-not-str", "get-huge-message",
-    "get-huge-links", "get-huge-custominfo", "get-odd-custominfo", "raise-huge", "raise-systemexit", "leak",
+    "get-huge-links", "get-huge-custominfo", "get-odd-custominfo", "get-null-custominfo", "raise-huge", "raise-systemexit", "leak",
 )
 MIB = 1024 * 1024
 
@@ -160,6 +161,8 @@ def answer(mode: str, config: Mapping[str, Any], poll: int, secrets: Mapping[str
     if mode == "get-odd-custominfo":
         return Resource(phase=done, custom_info={1: "int key", (1, 2): "tuple key", "when": object(),  # type: ignore[dict-item]
                                                  "set": {1, 2}, "bytes": b"\xff"})
+    if mode == "get-null-custominfo":
+        return Resource(phase=TaskExecution.RUNNING, custom_info={"progress": None, "step": 1})
     if mode == "raise-huge":
         raise BadAgentError("e" * MIB)
     if mode == "raise-systemexit":
