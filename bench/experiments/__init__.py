@@ -1,0 +1,1 @@
+"""Before/after experiments (see candidate_fixes.py)."""
