@@ -68,6 +68,34 @@ def _rv(body: Mapping[str, Any]) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _no_diffbase_storage() -> Any:
+    import kopf
+
+    class NoDiffBase(kopf.DiffBaseStorage):
+        """Stores nothing and builds an empty essence: no change-detecting handlers here."""
+
+        def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+            return kopf.BodyEssence()
+
+        def fetch(self, *, body: Any) -> Any:
+            return None
+
+        def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+            return None
+
+    return NoDiffBase()
+
+
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without ``metadata.managedFields``: server-side-apply bookkeeping the operator
+    never reads, yet about 60% of a cached AgentTask (bench: 393 -> 274 MB RSS at 10,000 in
+    flight)."""
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return body
+
+
 def _key(body: Mapping[str, Any]) -> Key:
     meta = body.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
@@ -101,6 +129,7 @@ class Controller:
     # ------------------------------------------------------------------ events
     def remember(self, body: dict[str, Any]) -> None:
         """Cache ``body`` unless the cache already holds a newer version."""
+        body = _slim(body)
         key = _key(body)
         cached = self.cache.get(key)
         if cached is not None:
@@ -121,6 +150,7 @@ class Controller:
 
     def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (or initial listing, type None): update the cache, wake the object if needed."""
+        body = _slim(body)
         key = _key(body)
         if event_type == "DELETED":
             self.forget(key)
@@ -290,6 +320,9 @@ class Controller:
         # the API server sends a bookmark about every minute on an idle watch (kopf asks for
         # them): silence longer than this means the stream died without FIN/RST
         settings.watching.inactivity_timeout = self.options.watch_inactivity_timeout
+        # only on.event handlers: kopf's diff-base (last-handled-configuration) is never used,
+        # yet building it cost ~7% of the operator's CPU per event in the bench profiles
+        settings.persistence.diffbase_storage = _no_diffbase_storage()
         settings.watching.connect_timeout = self.options.api_timeout
         settings.networking.request_timeout = self.options.api_timeout
         settings.networking.connect_timeout = self.options.api_timeout
