@@ -8,15 +8,11 @@ create-pending marker, status after create, terminal status) and polling costs n
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from agent_operator.testing.assets import ensure_kubectl
-from agent_operator.testing.controlplane import ControlPlane
-from agent_operator.testing.pytest_plugin import Cluster
+from agent_operator.testing.pytest_plugin import Cluster, cluster_for_tests
 from operator_fixtures import Env, apiserver_writes, crd, env, task_template  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.cluster
@@ -27,16 +23,8 @@ def control_plane() -> Iterator[Cluster]:
     """A control plane of this module's own: apiserver_request_total counts cluster-wide, so
     objects other tests left on the session's cluster (and their namespaces' teardown) must
     not be able to add writes to the budget measured here."""
-    external = os.environ.get("AGENT_OPERATOR_KUBECONFIG")
-    if external:
-        yield Cluster(Path(external), ensure_kubectl(), None)
-        return
-    cp = ControlPlane(log=lambda m: print(f"[control-plane] {m}"))
-    cp.start()
-    try:
-        yield Cluster(cp.kubeconfig, cp.assets.kubectl, cp)
-    finally:
-        cp.stop()
+    yield from cluster_for_tests()
+
 
 POLLS_MEASURED = 5
 

@@ -50,9 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs the real local control plane")
 
 
-@pytest.fixture(scope="session")
-def control_plane() -> Iterator[Cluster]:
-    """The session's cluster: an external one from ``AGENT_OPERATOR_KUBECONFIG`` or a fresh local one."""
+def cluster_for_tests() -> Iterator[Cluster]:
+    """An external cluster from ``AGENT_OPERATOR_KUBECONFIG``, or a fresh local control plane
+    stopped afterwards (a generator, so a module can have a control plane of its own)."""
     external = os.environ.get("AGENT_OPERATOR_KUBECONFIG")
     if external:
         yield Cluster(Path(external), ensure_kubectl(), None)
@@ -63,6 +63,12 @@ def control_plane() -> Iterator[Cluster]:
         yield Cluster(cp.kubeconfig, cp.assets.kubectl, cp)
     finally:
         cp.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[Cluster]:
+    """The session's cluster: an external one from ``AGENT_OPERATOR_KUBECONFIG`` or a fresh local one."""
+    yield from cluster_for_tests()
 
 
 @pytest.fixture
