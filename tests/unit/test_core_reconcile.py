@@ -255,6 +255,18 @@ def test_deletion_calls_agent_delete_once_then_releases(agents: Ledger) -> None:
     assert h.backend.released and agents.count("delete", "u1") == 1
 
 
+def test_only_the_events_that_end_a_task_are_marked_final(agents: Ledger) -> None:
+    h = Harness(view(task_template("test-async", phases=["RUNNING", "SUCCEEDED"])))
+    h.run()
+    assert [(e.reason, e.final) for e in h.backend.events] == [
+        ("Created", False), ("Running", False), ("Succeeded", True)]
+    h = Harness(view(task_template("test-async", phases=["RUNNING"]), uid="u2"))
+    h.step()
+    h.view = dataclasses.replace(h.view, deletion_requested=True)
+    h.run()
+    assert h.backend.events[-1].reason == "AgentDeleted" and h.backend.events[-1].final
+
+
 def test_deletion_with_orphan_policy_or_terminal_task_skips_agent(agents: Ledger) -> None:
     h = Harness(view(task_template("test-async", phases=["RUNNING"]), deletionPolicy="Orphan"))
     h.step()

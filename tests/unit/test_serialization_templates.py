@@ -137,3 +137,12 @@ def test_any_template_wrapped_in_a_taskspec_is_detected(template: tasks_pb2.Task
         with pytest.raises(SpecError, match="TaskSpec"):
             load_task_template(form)
     assert load_task_spec_file(spec.SerializeToString()) == template
+
+
+def test_json_exponent_numbers_stay_numbers_and_yaml_strings_stay_strings() -> None:
+    # JSON reads 1e-09 as a number; YAML 1.1 (what PyYAML's dumper quotes by) keeps an
+    # unquoted 0E0 a string: each text is read by the rules it was written with
+    as_json = load_task_template('{"type": "t", "custom": {"eps": 1e-09}}')
+    assert as_json.custom["eps"] == 1e-09
+    as_yaml = load_task_template(yaml.safe_dump({"type": "0E0", "custom": {"v": "1e-09"}}))
+    assert as_yaml.type == "0E0" and as_yaml.custom["v"] == "1e-09"

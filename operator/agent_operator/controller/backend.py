@@ -117,13 +117,16 @@ class KubeBackend:
         raise ApiError(409, f"{view.ref}: finalizer removal kept conflicting")
 
     async def emit(self, view: TaskView, event: EventRecord) -> None:
-        """Post an Event unless it repeats the previous one for this object."""
+        """Post an Event unless it repeats the previous one for this object (or ``--events
+        warnings`` leaves out a healthy intermediate transition; it is still logged)."""
         key = (view.namespace, view.name)
         if self.controller.last_event.get(key) == (event.reason, event.message):
             return
         self.controller.last_event[key] = (event.reason, event.message)
         level = logging.WARNING if event.type == "Warning" else logging.INFO
         log.log(level, "%s: %s: %s", view.ref, event.reason, event.message)
+        if self.controller.options.events == "warnings" and event.type != "Warning" and not event.final:
+            return
         body = self.controller.cache.get(key) or {
             "metadata": {"namespace": view.namespace, "name": view.name, "uid": view.uid}}
         hooks.record_api_write("create", "events")

@@ -61,6 +61,8 @@ class ControllerOptions:
     watch_inactivity_timeout: float = 70.0
     #: bound on one API request (a frozen connection must not hang a write forever)
     api_timeout: float = 30.0
+    #: which Events to post: "all" transitions, or "warnings" (Warnings and final transitions)
+    events: str = "all"
 
 
 def _rv(body: Mapping[str, Any]) -> int | None:

@@ -200,7 +200,7 @@ def _absorb_delete(view: TaskView, ctx: Context, action: Action, answer: Answer,
         return timed_out(view, ctx, now, f"; the agent's delete failed: {err}")
     if not failed:
         return Decision(Action(ActionKind.RELEASE),
-                        events=(EventRecord("Normal", str(Reason.DELETED), "agent's job deleted"),))
+                        events=(EventRecord("Normal", str(Reason.DELETED), "agent's job deleted", final=True),))
     err = _error_text(answer, ctx, "delete")
     retry_after = answer.error.retry_after if isinstance(answer.error, Exception) and hasattr(answer.error, "retry_after") else None
     decision = transient(view, ctx, now, "delete", err, retry_after)

@@ -126,6 +126,9 @@ class EventRecord:
     type: str  # Normal | Warning
     reason: str
     message: str
+    #: ends the task's story (a terminal phase, the job deleted or orphaned): the Events a
+    #: ``--events warnings`` operator still posts next to the Warnings
+    final: bool = False
 
 
 @dataclass(frozen=True)

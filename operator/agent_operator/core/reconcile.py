@@ -137,7 +137,8 @@ def _decide_deletion(view: TaskView, ctx: Context, now: float, phase: Phase | No
     if prepared is None or prepared.info.sync or terminal or skip:
         return Decision(Action(ActionKind.RELEASE))
     if orphan:
-        event = EventRecord("Normal", str(Reason.ORPHANED), "deletionPolicy Orphan: the agent's job keeps running")
+        event = EventRecord("Normal", str(Reason.ORPHANED), "deletionPolicy Orphan: the agent's job keeps running",
+                            final=True)
         return Decision(Action(ActionKind.RELEASE), events=(event,))
     if view.status.get("resourceMeta"):
         data = _verify(view, ctx)

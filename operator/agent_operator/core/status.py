@@ -149,7 +149,9 @@ def event_for(view: TaskView, status: Mapping[str, Any]) -> tuple[EventRecord, .
     if old == new:
         return ()
     failed = status.get("phase") in (Phase.FAILED.value, Phase.TIMED_OUT.value) or bool(status.get("transientFailures"))
-    return (EventRecord("Warning" if failed else "Normal", str(status.get("reason")), str(status.get("message"))),)
+    final = status.get("phase") in {p.value for p in Phase if p.terminal}
+    return (EventRecord("Warning" if failed else "Normal", str(status.get("reason")), str(status.get("message")),
+                        final=final),)
 
 
 def finish(view: TaskView, status: dict[str, Any], action: Action, **extra: Any) -> Decision:

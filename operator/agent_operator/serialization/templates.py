@@ -18,8 +18,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import re
-
 import yaml
 from flyteidl.admin import task_pb2
 from flyteidl.core import tasks_pb2
@@ -48,21 +46,20 @@ def _has_unknown_fields(msg: message.Message) -> bool:
     return copy.ByteSize() != msg.ByteSize()
 
 
-class _JsonNumbersLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-09`` (no dot) as a string; JSON and YAML 1.2 read it as a number."""
-
-
-_JsonNumbersLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
 def parse_text(text: str, field: str) -> Any:
-    """Parse a JSON or YAML document (JSON is YAML); SpecError names ``field`` on failure."""
+    """Parse a JSON or YAML document; SpecError names ``field`` on failure.
+
+    JSON is tried first because YAML 1.1 (PyYAML) and JSON disagree on scalars such as
+    ``1e-09``: a number in JSON, a string in YAML 1.1.  YAML text keeps YAML 1.1 rules, the
+    ones PyYAML's dumper quotes strings by (``"0E0"`` is written unquoted and must stay a
+    string).
+    """
     try:
-        return yaml.load(text, Loader=_JsonNumbersLoader)  # noqa: S506 - a SafeLoader subclass
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SpecError(field, f"neither JSON nor YAML: {e}") from e
 

@@ -1,0 +1,61 @@
+"""Kubernetes Events from the real operator: one per transition by default, and with
+``--events warnings`` only Warnings and the transition that ends a task's story."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from operator_fixtures import Env, crd, env, make_env, task_template  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def quiet_env(request: pytest.FixtureRequest, control_plane: Any, crd: str, namespace: str,  # noqa: F811
+              tmp_path: Path) -> Iterator[Env]:
+    """A namespace with an operator started with ``--events warnings``."""
+    yield from make_env(request, control_plane, namespace, tmp_path, extra_args=("--events", "warnings"))
+
+
+def reasons(env: Env, name: str) -> list[str]:
+    return sorted(str(e["reason"]) for e in env.events(name))
+
+
+def test_default_operator_posts_an_event_for_every_transition(env: Env) -> None:  # noqa: F811
+    env.apply("chatty", task_template("test-async", phases=["RUNNING", "SUCCEEDED"]), pollInterval="1s")
+    env.wait_phase("chatty", "Succeeded")
+    env.wait("Created, Running and Succeeded Events",
+             lambda: {"Created", "Running", "Succeeded"} <= set(reasons(env, "chatty")))
+
+
+def test_events_warnings_posts_only_the_final_event_of_a_healthy_task(quiet_env: Env) -> None:
+    env = quiet_env
+    env.apply("quiet", task_template("test-async", phases=["RUNNING", "SUCCEEDED"]), pollInterval="1s")
+    env.wait_phase("quiet", "Succeeded")
+    env.wait("the Succeeded Event", lambda: "Succeeded" in reasons(env, "quiet"))
+    # a later task's final Event is posted after this one's: had Created/Running been
+    # posted for "quiet", they would be visible by now
+    env.apply("later", task_template("test-sync"))
+    env.wait_phase("later", "Succeeded")
+    env.wait("the later task's Event", lambda: "Succeeded" in reasons(env, "later"))
+    assert reasons(env, "quiet") == ["Succeeded"]
+    # the transitions not posted are still in the operator's log
+    assert f"{env.namespace}/quiet: Created:" in env.operator.logs()
+
+
+def test_events_warnings_still_posts_warnings_and_the_deletion(quiet_env: Env) -> None:
+    env = quiet_env
+    env.apply("flaky", task_template("test-async", phases=["RUNNING"] * 60, errors={"get": {"times": 2}}),
+              pollInterval="1s")
+    env.wait("an AgentUnavailable Warning", lambda: any(
+        e["type"] == "Warning" and e["reason"] == "AgentUnavailable" for e in env.events("flaky")))
+    env.wait_phase("flaky", "Running")
+    uid = env.uid("flaky")
+    env.kubectl("-n", env.namespace, "delete", "agenttask", "flaky", "--timeout=60s")
+    assert env.ledger.count("delete", uid) == 1
+    env.wait("the AgentDeleted Event", lambda: "AgentDeleted" in reasons(env, "flaky"))
+    assert "Created" not in reasons(env, "flaky")
