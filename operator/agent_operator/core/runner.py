@@ -187,6 +187,7 @@ async def advance(
 
     ctx = context()
     decision: Decision = decide(local, ctx, clock())
+    answered = False  # whether ``decision`` is absorb's (about the agent's answer) or decide's
     for _ in range(MAX_STEPS):
         if decision.metadata is not None:
             stored = await backend.patch_metadata(stored, decision.metadata)
@@ -201,6 +202,12 @@ async def advance(
                 await flush()
         for event in decision.events:
             await backend.emit(local, event)
+        if action.kind == ActionKind.DONE and answered and local.deletion_requested and local.has_finalizer:
+            # the answer ended the task, but a deleted task still owes its finalizer: the
+            # echo of this status write is our own and wakes nobody, so decide again now
+            await flush()
+            decision, answered = decide(local, context(), clock()), False
+            continue
         if action.kind == ActionKind.DONE or not immediate and action.kind != ActionKind.RELEASE:
             await flush()
             return Outcome(stored, None if action.kind == ActionKind.DONE else action)
@@ -210,7 +217,7 @@ async def advance(
             return Outcome(stored, None)
         ctx = context()
         if action.kind == ActionKind.REQUEUE:
-            decision = decide(local, ctx, clock())
+            decision, answered = decide(local, ctx, clock()), False
             continue
         values: Mapping[str, Mapping[str, str]] = {}
         if secrets is not None:
@@ -219,7 +226,7 @@ async def advance(
                 secret_values = tuple(v for data in values.values() for v in data.values())
                 ctx = context()
             except Exception as e:  # noqa: BLE001 - a missing Secret is retried like a transient error
-                decision = absorb(local, ctx, action, Answer(error=e), clock())
+                decision, answered = absorb(local, ctx, action, Answer(error=e), clock()), True
                 continue
         started = clock()
         executor = executor_for(ctx) if executor_for is not None else None
@@ -242,7 +249,7 @@ async def advance(
         kind = _error_kind(answer)
         observe(ctx.prepared.info.name if ctx.prepared else "", action.kind.value, clock() - started, kind)
         ctx = context()
-        decision = absorb(local, ctx, action, answer, clock())
+        decision, answered = absorb(local, ctx, action, answer, clock()), True
     await flush()
     return Outcome(stored, Action(ActionKind.REQUEUE, delay=0.0))
 
