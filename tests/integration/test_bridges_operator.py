@@ -154,6 +154,32 @@ def test_agent_service_outage_is_transient_and_the_task_finishes_after_it_return
     assert done["phase"] == "Succeeded", done
 
 
+def test_tasks_wait_while_the_agent_service_cannot_be_discovered_and_run_once_it_answers(
+    crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, tmp_path: Path,
+) -> None:
+    # operator and agent service start together; the service is late: its task types are
+    # unknown, not absent, so the task must wait rather than fail AgentNotFound
+    target = tmp_path / "present.txt"
+    target.write_text("x")
+    svc = PyflyteConnector()
+    args = ["--flytekit", "off", "--remote-endpoint", svc.endpoint, "--remote-insecure", "--remote-timeout", "2s",
+            "--agent-source", "sensor=remote", "--transient-budget", "2"]
+    with OperatorProcess(kubeconfig, namespaces=[namespace], extra_args=args) as op:
+        op.wait_ready()
+        _apply(kubectl, namespace, agent_task_manifest("early", _template("file_sensor"), namespace=namespace,
+                                                       inputs={"path": str(target)}, pollInterval="1s"))
+        waiting = _wait(kubectl, namespace, "early", lambda s: int(s.get("transientFailures") or 0) >= 2, op)
+        assert waiting["phase"] == "Pending" and waiting["reason"] == "AgentUnavailable", waiting
+        assert "discovery failed" in waiting["message"]
+        stalled = [c for c in waiting["conditions"] if c["type"] == "Stalled"]
+        assert stalled and stalled[0]["status"] == "True"  # visible to GitOps tools while it lasts
+        with svc:
+            done = _wait(kubectl, namespace, "early", _phase("Succeeded", "Failed", "Aborted", "TimedOut"), op,
+                         timeout=90)
+    assert done["phase"] == "Succeeded", done
+    assert done["agent"]["name"] == "Sensor @ default"
+
+
 def test_in_process_flytekit_bridge_runs_flytekit_sensor_and_webhook(
     crd: str, kubeconfig: str, kubectl: Kubectl, namespace: str, tmp_path: Path,
 ) -> None:

@@ -227,6 +227,25 @@ def test_unknown_task_type_and_bad_template_fail_with_reasons() -> None:
     assert h.view.status["reason"] == "InvalidSpec" and "spec.inputs.nope" in h.view.status["message"]
 
 
+def test_agent_lookup_that_may_succeed_later_waits_instead_of_failing(agents: Ledger) -> None:
+    unsure: list[bool] = [True]
+
+    def discovery_failing(category: Any) -> str | None:
+        return "Remote agent service discovery failed (test)" if unsure[0] else None
+
+    AgentRegistry.add_not_found_hint(discovery_failing, transient=True)
+    h = Harness(view({**task_template("test-async"), "type": "later-type"}))
+    action = h.step()
+    status = h.view.status
+    assert status["phase"] == "Pending" and status["reason"] == "AgentUnavailable", status
+    assert "agent lookup failed with a transient error" in status["message"] and action.delay > 0
+    assert h.cond("Reconciling") == "True"
+    unsure[0] = False  # discovery answered, and the type is not there: now it is permanent
+    h.clock.now += action.delay
+    h.run()
+    assert h.view.status["phase"] == "Failed" and h.view.status["reason"] == "AgentNotFound"
+
+
 def test_timeout_deletes_job_and_times_out(agents: Ledger) -> None:
     h = Harness(view(task_template("test-async", phases=["RUNNING"]), timeout="5s"))
     h.run()

@@ -27,10 +27,12 @@ AgentLookup = Callable[[str, int], Any]
 class PrepareFailure(Exception):
     """The task cannot run as specified; ``reason`` is the status reason."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        #: worth trying again later (an agent source that cannot be asked right now)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def prepare(view: TaskView, lookup: AgentLookup = AgentRegistry.get_agent) -> Pr
     try:
         agent = lookup(template.type, int(template.task_type_version))
     except FlyteAgentNotFound as e:
-        raise PrepareFailure(Reason.AGENT_NOT_FOUND, str(e)) from e
+        raise PrepareFailure(Reason.AGENT_NOT_FOUND, str(e), transient=e.transient) from e
     inputs = None
     if spec.inputs_value is not None:
         try:

@@ -34,6 +34,7 @@ from agent_operator.core.status import (
     poll_interval,
     spread,
     timed_out,
+    transient,
 )
 from agent_operator.crd import names
 from agent_operator.crd.phases import Phase, Reason
@@ -79,6 +80,10 @@ def decide(view: TaskView, ctx: Context, now: float) -> Decision:
     if phase is not None and phase.terminal:
         return Decision(Action(ActionKind.DONE))
     if ctx.failure is not None:
+        if ctx.failure.transient:
+            # e.g. the remote agent service that would serve this type is unreachable: the
+            # task waits (Reconciling, Stalled after the budget) instead of failing
+            return transient(view, ctx, now, "agent lookup", ctx.failure.message, None)
         return fail(view, ctx, now, ctx.failure.reason, ctx.failure.message)
     assert ctx.prepared is not None
     deadline = deadline_of(view, ctx)

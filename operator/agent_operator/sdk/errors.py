@@ -18,14 +18,21 @@ class FlyteAgentNotFound(LookupError):
     code catching it keeps working after the import line changes.
     """
 
-    def __init__(self, *args: object, timestamp: float | None = None) -> None:
+    def __init__(self, *args: object, timestamp: float | None = None, transient: bool = False) -> None:
         super().__init__(*args)
         self._timestamp = time.time() if timestamp is None else timestamp
+        self._transient = transient
 
     @property
     def timestamp(self) -> float:
         """When the lookup failed (seconds since the epoch)."""
         return self._timestamp
+
+    @property
+    def transient(self) -> bool:
+        """The agent may still appear: a source that could serve it cannot be asked right now
+        (a remote agent service whose discovery fails), so the lookup is worth retrying."""
+        return self._transient
 
 
 class TransientAgentError(Exception):

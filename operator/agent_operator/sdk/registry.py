@@ -41,6 +41,8 @@ class AgentRegistry:
     _METADATA: ClassVar[dict[str, agent_pb2.Agent]] = {}
     #: callables that may explain a missing category (e.g. "install the flytekit extra")
     _NOT_FOUND_HINTS: ClassVar[list[Callable[[TaskCategory], str | None]]] = []
+    #: the hints among them whose answer means "may appear later" (FlyteAgentNotFound.transient)
+    _TRANSIENT_HINTS: ClassVar[list[Callable[[TaskCategory], str | None]]] = []
 
     @staticmethod
     def register(agent: Agent, override: bool = False) -> None:
@@ -108,28 +110,38 @@ class AgentRegistry:
         agent = AgentRegistry._REGISTRY.get(category)
         if agent is None:
             known = ", ".join(sorted(str(c) for c in AgentRegistry._REGISTRY)) or "none"
-            hints = [h for h in (hint(category) for hint in AgentRegistry._NOT_FOUND_HINTS) if h]
+            answers = [(hint, hint(category)) for hint in list(AgentRegistry._NOT_FOUND_HINTS)]
+            hints = [text for _, text in answers if text]
+            transient = any(text and hint in AgentRegistry._TRANSIENT_HINTS for hint, text in answers)
             raise FlyteAgentNotFound(
                 f"Cannot find agent for task category: {category}. Registered task types: {known}."
-                + "".join(f" {h}" for h in hints)
+                + "".join(f" {h}" for h in hints),
+                transient=transient,
             )
         return agent
 
     @staticmethod
-    def add_not_found_hint(hint: Callable[[TaskCategory], str | None]) -> None:
+    def add_not_found_hint(hint: Callable[[TaskCategory], str | None], *, transient: bool = False) -> None:
         """Append ``hint(category)`` (when not None) to every "cannot find agent" message.
 
         Lets an optional bridge say what to install or enable for a type it could serve.
-        Adding the same callable twice has no effect.
+        With ``transient`` an answer also marks the error :attr:`FlyteAgentNotFound.transient`
+        (the type may appear once the bridge can ask its source again), so the operator
+        retries the lookup instead of failing the task.  Adding the same callable twice has
+        no effect.
         """
         if hint not in AgentRegistry._NOT_FOUND_HINTS:
             AgentRegistry._NOT_FOUND_HINTS.append(hint)
+        if transient and hint not in AgentRegistry._TRANSIENT_HINTS:
+            AgentRegistry._TRANSIENT_HINTS.append(hint)
 
     @staticmethod
     def remove_not_found_hint(hint: Callable[[TaskCategory], str | None]) -> None:
         """Undo :meth:`add_not_found_hint` (no error when it was not added)."""
         if hint in AgentRegistry._NOT_FOUND_HINTS:
             AgentRegistry._NOT_FOUND_HINTS.remove(hint)
+        if hint in AgentRegistry._TRANSIENT_HINTS:
+            AgentRegistry._TRANSIENT_HINTS.remove(hint)
 
     @staticmethod
     def list_agents() -> list[agent_pb2.Agent]:
@@ -168,6 +180,7 @@ class AgentRegistry:
         """Restore the registry to its current content on exit (for tests and tools)."""
         saved_registry = dict(AgentRegistry._REGISTRY)
         saved_hints = list(AgentRegistry._NOT_FOUND_HINTS)
+        saved_transient = list(AgentRegistry._TRANSIENT_HINTS)
         saved_meta = {}
         for name, meta in AgentRegistry._METADATA.items():
             copy = agent_pb2.Agent()
@@ -181,6 +194,7 @@ class AgentRegistry:
             AgentRegistry._METADATA.clear()
             AgentRegistry._METADATA.update(saved_meta)
             AgentRegistry._NOT_FOUND_HINTS[:] = saved_hints
+            AgentRegistry._TRANSIENT_HINTS[:] = saved_transient
 
 
 def _resolve(obj: Any, origin: str) -> Agent:

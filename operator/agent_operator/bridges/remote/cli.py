@@ -131,7 +131,8 @@ def start_remote_pool(config: RemoteConfig, selection: AgentSourceSelection) -> 
     pool = RemoteAgentPool(config, selection)
     from agent_operator.sdk import AgentRegistry
 
-    AgentRegistry.add_not_found_hint(pool.not_found_hint)
+    # while a service's discovery fails, its types are unknown, not absent: tasks wait
+    AgentRegistry.add_not_found_hint(pool.not_found_hint, transient=True)
     pool.refresh()
     pool.start()
     _POOLS.append(pool)
