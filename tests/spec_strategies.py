@@ -3,7 +3,8 @@
 Each spec field is absent, valid, or broken in one of the ways users (and attackers)
 break it: wrong type, out of range, bad syntax, null, oversized, unknown sibling keys.
 Shared by the offline fuzz (tests/unit/test_fuzz_validation.py) and the live comparison
-against the API server (tests/integration/test_fuzz_admission.py).
+against the API server (tests/integration/test_fuzz_admission.py); storable_patches also by
+the deletion property (tests/unit/test_fuzz_deletion_ends.py) and the live operator fuzz.
 """
 
 from __future__ import annotations
@@ -171,3 +172,18 @@ def status_patches(draw: st.DrawFn) -> Any:
     if draw(st.integers(0, 9)) == 0:
         status[draw(st.sampled_from(["secret", "Phase", "spec"]))] = draw(json_scalars)
     return status
+
+
+#: patches the API server stores (the schema's types and bounds) that a hostile status writer
+#: would send: forged phases, handles, attempts, counters and poll hints
+storable_patches = st.fixed_dictionaries({}, optional={
+    "phase": st.sampled_from(["Pending", "Queued", "Running", "Succeeded", "Failed", "TimedOut"]),
+    "reason": st.sampled_from(["Running", "Created", "ResourceMetaTampered", "X"]),
+    "resourceMeta": st.one_of(st.text(max_size=40), st.just(None)),
+    "attempt": st.integers(0, 5),
+    "transientFailures": st.integers(0, 2**62),
+    "customInfo": st.fixed_dictionaries({"nextPollSeconds": st.one_of(st.integers(0, 2**62), st.floats(0, 1e300))}),
+    "startTime": st.sampled_from(["1970-01-01T00:00:00Z", "2999-01-01T00:00:00Z"]),
+    "conditions": st.just([]),
+    "message": st.text(max_size=50),
+})

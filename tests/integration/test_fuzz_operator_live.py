@@ -28,7 +28,7 @@ from agent_operator.crd import names
 from agent_operator.testing.agents import AGENT_SPECS, LEDGER_ENV, Ledger, agent_task_manifest, task_template
 from agent_operator.testing.bad_agents import BAD_AGENT_SPECS, bad_template
 from agent_operator.testing.operator_proc import OperatorProcess
-from spec_strategies import specs, status_patches
+from spec_strategies import specs, status_patches, storable_patches
 
 pytestmark = pytest.mark.cluster
 
@@ -45,19 +45,6 @@ runnable_specs = st.fixed_dictionaries(
     optional={"pollInterval": st.sampled_from(["1s", "2s"]), "timeout": st.sampled_from(["3s", "1m"]),
               "maxAttempts": st.integers(1, 3), "deletionPolicy": st.sampled_from(["Delete", "Orphan"])})
 
-#: patches the API server stores (the schema's types and bounds) that a hostile status writer
-#: would send: forged phases, handles, attempts, counters and poll hints
-storable_patches = st.fixed_dictionaries({}, optional={
-    "phase": st.sampled_from(["Pending", "Queued", "Running", "Succeeded", "Failed", "TimedOut"]),
-    "reason": st.sampled_from(["Running", "Created", "ResourceMetaTampered", "X"]),
-    "resourceMeta": st.one_of(st.text(max_size=40), st.just(None)),
-    "attempt": st.integers(0, 5),
-    "transientFailures": st.integers(0, 2**62),
-    "customInfo": st.fixed_dictionaries({"nextPollSeconds": st.one_of(st.integers(0, 2**62), st.floats(0, 1e300))}),
-    "startTime": st.sampled_from(["1970-01-01T00:00:00Z", "2999-01-01T00:00:00Z"]),
-    "conditions": st.just([]),
-    "message": st.text(max_size=50),
-})
 
 
 @dataclass

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from agent_operator.sdk import AgentRegistry
 from agent_operator.testing.agents import LEDGER_ENV, TestAsyncAgent, TestInstantAgent, TestSyncAgent, task_template
 from agent_operator.testing.bad_agents import BadAsyncAgent, BadSyncAgent, bad_template
+from spec_strategies import storable_patches
 from test_core_reconcile import Harness, view
 
 #: seconds of simulated time a deletion may take: the longest backoff (5 min) a few times over
@@ -53,17 +54,6 @@ templates = st.one_of(
                      "get-odd-custominfo", "get-undefined-phase", "raise-huge"]).map(bad_template),
 )
 
-#: what a hostile writer of the status subresource stores (the schema's types and bounds)
-forged = st.fixed_dictionaries({}, optional={
-    "phase": st.sampled_from(["Pending", "Queued", "Running", "Succeeded", "Failed", "TimedOut"]),
-    "reason": st.sampled_from(["Running", "Created", "ResourceMetaTampered", "X"]),
-    "resourceMeta": st.one_of(st.text(max_size=40), st.just(None)),
-    "attempt": st.integers(0, 5),
-    "transientFailures": st.integers(0, 2**62),
-    "customInfo": st.fixed_dictionaries({"nextPollSeconds": st.one_of(st.integers(0, 2**62), st.floats(0, 1e300))}),
-    "startTime": st.sampled_from(["1970-01-01T00:00:00Z", "2999-01-01T00:00:00Z"]),
-    "message": st.text(max_size=50),
-})
 
 
 def merge(status: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +72,7 @@ def waits_by_design(status: dict[str, Any]) -> bool:
 
 
 @settings(max_examples=int(os.environ.get("DELETION_FUZZ_EXAMPLES", "400")), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(template=templates, steps_before=st.integers(0, 4), patch=st.one_of(st.none(), forged),
+@given(template=templates, steps_before=st.integers(0, 4), patch=st.one_of(st.none(), storable_patches),
        policy=st.sampled_from(["Delete", "Orphan"]), max_attempts=st.integers(1, 3))
 # found by this test: the handle forged away, so the deleted task's create is re-asked and
 # its answer ends the task; that status write used to be the last step (its echo wakes nobody)
