@@ -246,6 +246,15 @@ def test_agent_lookup_that_may_succeed_later_waits_instead_of_failing(agents: Le
     assert h.view.status["phase"] == "Failed" and h.view.status["reason"] == "AgentNotFound"
 
 
+def test_waiting_for_an_agent_lookup_is_bounded_by_spec_timeout(agents: Ledger) -> None:
+    AgentRegistry.add_not_found_hint(lambda category: "discovery failing (test)", transient=True)
+    h = Harness(view({**task_template("test-async"), "type": "later-type"}, timeout="20s"))
+    h.run()
+    status = h.view.status
+    assert status["phase"] == "TimedOut" and "spec.timeout (20s) elapsed while no agent was known" in status["message"]
+    assert h.clock.now - 1_800_000_000.0 <= 20.5  # the last backoff was cut at the deadline
+
+
 def test_timeout_deletes_job_and_times_out(agents: Ledger) -> None:
     h = Harness(view(task_template("test-async", phases=["RUNNING"]), timeout="5s"))
     h.run()

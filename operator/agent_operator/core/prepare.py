@@ -27,12 +27,16 @@ AgentLookup = Callable[[str, int], Any]
 class PrepareFailure(Exception):
     """The task cannot run as specified; ``reason`` is the status reason."""
 
-    def __init__(self, reason: Reason, message: str, *, transient: bool = False) -> None:
+    def __init__(self, reason: Reason, message: str, *, transient: bool = False,
+                 timeout: str | None = None, timeout_seconds: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         #: worth trying again later (an agent source that cannot be asked right now)
         self.transient = transient
+        #: ``spec.timeout`` of a task that waits (so the wait is bounded like any other)
+        self.timeout = timeout
+        self.timeout_seconds = timeout_seconds
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ def prepare(view: TaskView, lookup: AgentLookup = AgentRegistry.get_agent) -> Pr
     try:
         agent = lookup(template.type, int(template.task_type_version))
     except FlyteAgentNotFound as e:
-        raise PrepareFailure(Reason.AGENT_NOT_FOUND, str(e), transient=e.transient) from e
+        raise PrepareFailure(Reason.AGENT_NOT_FOUND, str(e), transient=e.transient,
+                             timeout=spec.timeout, timeout_seconds=spec.timeout_seconds) from e
     inputs = None
     if spec.inputs_value is not None:
         try:

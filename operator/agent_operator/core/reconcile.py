@@ -15,6 +15,8 @@ same idempotency key (``uid-attempt``), which the agent answers with the existin
 
 from __future__ import annotations
 
+import dataclasses
+
 from agent_operator.core.absorb import absorb
 from agent_operator.core.clock import format_time
 from agent_operator.core.model import Action, ActionKind, Decision, EventRecord, MetadataChange, TaskView
@@ -82,8 +84,16 @@ def decide(view: TaskView, ctx: Context, now: float) -> Decision:
     if ctx.failure is not None:
         if ctx.failure.transient:
             # e.g. the remote agent service that would serve this type is unreachable: the
-            # task waits (Reconciling, Stalled after the budget) instead of failing
-            return transient(view, ctx, now, "agent lookup", ctx.failure.message, None)
+            # task waits (Reconciling, Stalled after the budget) instead of failing, for at
+            # most its spec.timeout
+            deadline = deadline_of(view, ctx)
+            if deadline is not None and now >= deadline:
+                return timed_out(view, ctx, now, f"while no agent was known: {ctx.failure.message}")
+            decision = transient(view, ctx, now, "agent lookup", ctx.failure.message, None)
+            if deadline is not None and decision.action.delay > deadline - now:
+                decision = dataclasses.replace(
+                    decision, action=dataclasses.replace(decision.action, delay=max(deadline - now, 0.0)))
+            return decision
         return fail(view, ctx, now, ctx.failure.reason, ctx.failure.message)
     assert ctx.prepared is not None
     deadline = deadline_of(view, ctx)

@@ -92,11 +92,15 @@ def backoff(failures: int, settings: Settings, retry_after: float | None = None)
 
 
 def deadline_of(view: TaskView, ctx: Context) -> float | None:
-    if ctx.prepared is None or ctx.prepared.spec.timeout_seconds is None:
+    if ctx.prepared is not None:
+        seconds = ctx.prepared.spec.timeout_seconds
+    else:  # a task waiting for its agent to be known (PrepareFailure.transient)
+        seconds = ctx.failure.timeout_seconds if ctx.failure is not None else None
+    if seconds is None:
         return None
     start = view.status.get("startTime")
     begin = parse_time(start) if isinstance(start, str) else view.creation_time
-    return None if begin is None else begin + ctx.prepared.spec.timeout_seconds
+    return None if begin is None else begin + seconds
 
 
 def delay_from_last_call(ctx: Context, now: float, wait: float) -> float:
@@ -178,7 +182,8 @@ def transient(view: TaskView, ctx: Context, now: float, what: str, error: str, r
 
 
 def timed_out(view: TaskView, ctx: Context, now: float, detail: str) -> Decision:
-    timeout = ctx.prepared.spec.timeout if ctx.prepared is not None else "?"
+    timeout = ctx.prepared.spec.timeout if ctx.prepared is not None else (
+        ctx.failure.timeout if ctx.failure is not None and ctx.failure.timeout else "?")
     return fail(view, ctx, now, Reason.TIMED_OUT, f"spec.timeout ({timeout}) elapsed {detail}", Phase.TIMED_OUT)
 
 
