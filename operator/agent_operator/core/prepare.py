@@ -28,15 +28,14 @@ class PrepareFailure(Exception):
     """The task cannot run as specified; ``reason`` is the status reason."""
 
     def __init__(self, reason: Reason, message: str, *, transient: bool = False,
-                 timeout: str | None = None, timeout_seconds: float | None = None) -> None:
+                 spec: AgentTaskSpec | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         #: worth trying again later (an agent source that cannot be asked right now)
         self.transient = transient
-        #: ``spec.timeout`` of a task that waits (so the wait is bounded like any other)
-        self.timeout = timeout
-        self.timeout_seconds = timeout_seconds
+        #: the decoded spec of a task that waits (its timeout bounds the wait like any other)
+        self.spec = spec
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,7 @@ def prepare(view: TaskView, lookup: AgentLookup = AgentRegistry.get_agent) -> Pr
     try:
         agent = lookup(template.type, int(template.task_type_version))
     except FlyteAgentNotFound as e:
-        raise PrepareFailure(Reason.AGENT_NOT_FOUND, str(e), transient=e.transient,
-                             timeout=spec.timeout, timeout_seconds=spec.timeout_seconds) from e
+        raise PrepareFailure(Reason.AGENT_NOT_FOUND, str(e), transient=e.transient, spec=spec) from e
     inputs = None
     if spec.inputs_value is not None:
         try:

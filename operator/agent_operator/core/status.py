@@ -19,6 +19,7 @@ from agent_operator.core.prepare import PrepareFailure, Prepared
 from agent_operator.core.signing import Signer
 from agent_operator.crd.durations import format_duration
 from agent_operator.crd.phases import Phase, Reason
+from agent_operator.crd.spec import AgentTaskSpec
 
 MAX_INLINE_OUTPUT_BYTES = 64 * 1024
 #: upper bound on an agent's retry_after hint (seconds)
@@ -91,11 +92,16 @@ def backoff(failures: int, settings: Settings, retry_after: float | None = None)
     return float(max(delay, min(hint, MAX_RETRY_AFTER)))
 
 
-def deadline_of(view: TaskView, ctx: Context) -> float | None:
+def _spec_of(ctx: Context) -> AgentTaskSpec | None:
+    """The decoded spec: of a prepared task, or of one waiting for its agent to be known."""
     if ctx.prepared is not None:
-        seconds = ctx.prepared.spec.timeout_seconds
-    else:  # a task waiting for its agent to be known (PrepareFailure.transient)
-        seconds = ctx.failure.timeout_seconds if ctx.failure is not None else None
+        return ctx.prepared.spec
+    return ctx.failure.spec if ctx.failure is not None else None
+
+
+def deadline_of(view: TaskView, ctx: Context) -> float | None:
+    spec = _spec_of(ctx)
+    seconds = spec.timeout_seconds if spec is not None else None
     if seconds is None:
         return None
     start = view.status.get("startTime")
@@ -182,8 +188,8 @@ def transient(view: TaskView, ctx: Context, now: float, what: str, error: str, r
 
 
 def timed_out(view: TaskView, ctx: Context, now: float, detail: str) -> Decision:
-    timeout = ctx.prepared.spec.timeout if ctx.prepared is not None else (
-        ctx.failure.timeout if ctx.failure is not None and ctx.failure.timeout else "?")
+    spec = _spec_of(ctx)
+    timeout = spec.timeout if spec is not None else "?"
     return fail(view, ctx, now, Reason.TIMED_OUT, f"spec.timeout ({timeout}) elapsed {detail}", Phase.TIMED_OUT)
 
 
