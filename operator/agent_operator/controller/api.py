@@ -102,10 +102,16 @@ class KubeApi:
             raise ApiError(0, f"{type(e).__name__}: {e}") from None
 
     @staticmethod
-    def _task_path(namespace: str, name: str, subresource: str = "") -> str:
-        path = (f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{quote(namespace, safe='')}/"
-                f"{names.PLURAL}/{quote(name, safe='')}")
+    def _path(prefix: str, namespace: str, plural: str, name: str = "", subresource: str = "") -> str:
+        """``prefix/namespaces/NS/plural[/name[/subresource]]`` with every segment escaped."""
+        path = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
+        if name:
+            path += f"/{quote(name, safe='')}"
         return f"{path}/{subresource}" if subresource else path
+
+    @classmethod
+    def _task_path(cls, namespace: str, name: str, subresource: str = "") -> str:
+        return cls._path(f"/apis/{names.GROUP}/{names.VERSION}", namespace, names.PLURAL, name, subresource)
 
     # ------------------------------------------------------------------ AgentTasks
     async def get_task(self, namespace: str, name: str) -> dict[str, Any]:
@@ -163,20 +169,16 @@ class KubeApi:
             "reportingInstance": component,
         }
         try:
-            await self._request("POST", f"/api/v1/namespaces/{quote(str(meta.get('namespace')), safe='')}/events",
+            await self._request("POST", self._path("/api/v1", str(meta.get("namespace")), "events"),
                                 event, "application/json")
         except ApiError as e:
             # e.g. the namespace is terminating: an Event must never block the task
             log.debug("event %s for %s/%s not recorded: %s", reason, meta.get("namespace"), meta.get("name"), e)
 
     # ------------------------------------------------------------------ Secrets
-    @staticmethod
-    def _secret_path(namespace: str, name: str) -> str:
-        return f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}"
-
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded (binary values as latin-1 so nothing is lost)."""
-        secret = await self._request("GET", self._secret_path(namespace, name))
+        secret = await self._request("GET", self._path("/api/v1", namespace, "secrets", name))
         out: dict[str, str] = {}
         for key, value in (secret.get("data") or {}).items():
             raw = base64.b64decode(value)
@@ -190,7 +192,7 @@ class KubeApi:
         """The resourceMeta signing key from Secret ``namespace/name``, created when missing."""
         for _ in range(3):
             try:
-                secret = await self._request("GET", self._secret_path(namespace, name))
+                secret = await self._request("GET", self._path("/api/v1", namespace, "secrets", name))
                 value = (secret.get("data") or {}).get(SIGNING_KEY_FIELD)
                 if not value:
                     raise ApiError(0, f"Secret {namespace}/{name} has no data.{SIGNING_KEY_FIELD}")
@@ -204,8 +206,7 @@ class KubeApi:
                 "data": {SIGNING_KEY_FIELD: base64.b64encode(new_key()).decode()},
             }
             try:
-                await self._request("POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets", body,
-                                    "application/json")
+                await self._request("POST", self._path("/api/v1", namespace, "secrets"), body, "application/json")
                 log.info("created signing-key Secret %s/%s", namespace, name)
             except ApiError as e:
                 if e.status != 409:  # created concurrently by another replica: read it

@@ -18,7 +18,7 @@ from agent_operator.core.model import Action, ActionKind, Decision, EventRecord,
 from agent_operator.core.prepare import PrepareFailure, Prepared
 from agent_operator.core.signing import Signer
 from agent_operator.crd.durations import format_duration
-from agent_operator.crd.phases import Phase, Reason
+from agent_operator.crd.phases import TERMINAL_PHASES, Phase, Reason
 from agent_operator.crd.spec import AgentTaskSpec
 
 MAX_INLINE_OUTPUT_BYTES = 64 * 1024
@@ -159,7 +159,7 @@ def event_for(view: TaskView, status: Mapping[str, Any]) -> tuple[EventRecord, .
     if old == new:
         return ()
     failed = status.get("phase") in (Phase.FAILED.value, Phase.TIMED_OUT.value) or bool(status.get("transientFailures"))
-    final = status.get("phase") in {p.value for p in Phase if p.terminal}
+    final = status.get("phase") in TERMINAL_PHASES  # str enum: the stored strings match
     return (EventRecord("Warning" if failed else "Normal", str(status.get("reason")), str(status.get("message")),
                         final=final),)
 
