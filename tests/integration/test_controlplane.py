@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from agent_operator.testing import assets
+
 pytestmark = pytest.mark.cluster
 
 WIDGET_CRD = """
@@ -71,7 +73,7 @@ def widget_crd(kubectl) -> str:
 
 def test_kubectl_reports_the_pinned_server_version(kubectl) -> None:
     out = json.loads(kubectl("version", "-o", "json").stdout)
-    assert out["serverVersion"]["gitVersion"] == "v1.34.4"
+    assert out["serverVersion"]["gitVersion"] == assets.KUBERNETES_VERSION
     assert out["serverVersion"]["minor"] == "34"
 
 

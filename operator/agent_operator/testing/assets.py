@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Iterator
 
 #: The Kubernetes release the wrapper module pins (k8s.io/kubernetes) and its staging modules.
-KUBERNETES_VERSION = "v1.34.4"
-#: The etcd server the wrapper module pins; the version k8s 1.34 is tested against.
-ETCD_VERSION = "v3.6.4"
+KUBERNETES_VERSION = "v1.37.2"
+#: The etcd server the wrapper module pins; the version k8s 1.37 is tested against.
+ETCD_VERSION = "v3.7.0"
 
 GOBUILD_DIR = Path(__file__).with_name("gobuild")
 
@@ -35,6 +35,9 @@ GO_PACKAGES: dict[str, str] = {
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+    "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+    "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
 }
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager")
 
