@@ -45,8 +45,22 @@ controlplane: install ## build (or find cached / KUBEBUILDER_ASSETS) etcd, kube-
 kubectl: controlplane ## print the path of the kubectl built from the pinned release
 	@$(PY) -m agent_operator.testing.assets kubectl
 
+# A local node (kubelet + containerd + runc + CNI plugins) needs these Debian packages; gcc and
+# libc6-dev compile the pause image locally (no registry is reachable to pull it).
+NODE_DEBS ?= containerd runc containernetworking-plugins iptables iproute2 util-linux gcc libc6-dev
+NODES     ?= 0
+
+.PHONY: node-prereqs
+node-prereqs: ## install the local node's Debian packages (containerd, runc, CNI plugins, iptables) if missing
+	@missing=$$(for p in $(NODE_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "node prerequisites present: $(NODE_DEBS)"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "error: installing $$missing needs root (apt-get)" >&2; exit 1; fi; \
+	echo "installing $$missing"; \
+	apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing
+
 .PHONY: test
-test: controlplane ## run unit and integration tests against a real local control plane
+test: controlplane node-prereqs ## run unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -54,8 +68,9 @@ test-unit: install ## only the tests that need no cluster
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: cluster-up
-cluster-up: controlplane ## start the local control plane in the background (kubeconfig: make -s kubeconfig)
-	@$(PY) -m agent_operator.testing.cluster --state-dir $(CLUSTER_DIR) up
+cluster-up: controlplane ## start the local control plane in the background (NODES=1 adds a node; kubeconfig: make -s kubeconfig)
+	@if [ "$(NODES)" != 0 ]; then $(MAKE) -s node-prereqs; fi
+	@$(PY) -m agent_operator.testing.cluster --state-dir $(CLUSTER_DIR) --nodes $(NODES) up
 	@mkdir -p $(CLUSTER_DIR)/bin && ln -sf "$$($(PY) -m agent_operator.testing.assets kubectl)" $(CLUSTER_DIR)/bin/kubectl
 	@echo "kubectl: $(CLUSTER_DIR)/bin/kubectl --kubeconfig $(CLUSTER_DIR)/kubeconfig get ns"
 
