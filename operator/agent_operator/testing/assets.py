@@ -40,6 +40,8 @@ GO_PACKAGES: dict[str, str] = {
     "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
 }
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager")
+#: what a local node adds: the kubelet and kube-proxy per node, one kube-scheduler per control plane
+NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler")
 
 
 class AssetsError(RuntimeError):
@@ -131,6 +133,20 @@ def ensure_kubectl(log=print) -> Path:  # type: ignore[no-untyped-def]
     if not os.access(directory / "kubectl", os.X_OK):
         build_binaries(("kubectl",), log=log)
     return directory / "kubectl"
+
+
+def node_binary(name: str, log=print) -> Path:  # type: ignore[no-untyped-def]
+    """Path of ``kubelet``, ``kube-proxy`` or ``kube-scheduler``: from ``KUBEBUILDER_ASSETS`` when it
+    holds one, else the cache (built from the same pinned module on first use)."""
+    if name not in NODE_BINARIES:
+        raise ValueError(f"name: {name!r} is not a node binary; expected one of {', '.join(NODE_BINARIES)}")
+    env = os.environ.get("KUBEBUILDER_ASSETS")
+    if env and os.access(Path(env).expanduser() / name, os.X_OK):
+        return Path(env).expanduser().resolve() / name
+    directory = cache_dir()
+    if not os.access(directory / name, os.X_OK):
+        build_binaries((name,), log=log)
+    return directory / name
 
 
 def _ldflags() -> str:

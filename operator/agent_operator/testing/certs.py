@@ -32,6 +32,32 @@ class PKI:
     controller_manager_key: Path
     sa_public_key: Path
     sa_private_key: Path
+    ca_key: Path
+
+
+def _load_ca(pki: PKI) -> tuple[x509.Name, ec.EllipticCurvePrivateKey]:
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return ca.subject, key
+
+
+def issue_certificate(pki: PKI, stem: Path, common_name: str, org: str | None = None, *,
+                      server: bool = False, ips: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """Issue a client (or, with ``server``, serving) certificate from the control plane's CA.
+
+    Writes ``stem.crt`` and ``stem.key`` and returns their paths; used for the node's
+    components (kubelet ``system:node:NAME``, kube-proxy, kube-scheduler).
+    """
+    ca_name, ca_key = _load_ca(pki)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    cert = _issue(_name(common_name, org), key, ca_name, ca_key, usage=usage, sans=sans or None)
+    crt, pem = stem.with_suffix(".crt"), stem.with_suffix(".key")
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(pem, key)
+    return crt, pem
 
 
 def _name(common_name: str, org: str | None = None) -> x509.Name:
@@ -78,8 +104,12 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def generate_pki(directory: Path) -> PKI:
-    """Write a CA, serving/client certificates and an RSA service-account key into ``directory``."""
+def generate_pki(directory: Path, extra_ips: tuple[str, ...] = ()) -> PKI:
+    """Write a CA, serving/client certificates and an RSA service-account key into ``directory``.
+
+    ``extra_ips`` are added to the API server's serving certificate (the address a node's
+    kubelet and pods reach it on).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -113,8 +143,10 @@ def generate_pki(directory: Path) -> PKI:
         controller_manager_key=directory / "controller-manager.key",
         sa_public_key=directory / "sa.pub",
         sa_private_key=directory / "sa.key",
+        ca_key=directory / "ca.key",
     )
     pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _write_key(pki.ca_key, ca_key)
 
     sans: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
@@ -123,6 +155,7 @@ def generate_pki(directory: Path) -> PKI:
         x509.DNSName("kubernetes.default.svc"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
     ]
     issued = [
         (pki.serving_cert, pki.serving_key, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans),

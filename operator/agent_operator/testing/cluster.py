@@ -38,10 +38,10 @@ def read_state(state_dir: Path) -> dict[str, object] | None:
     return dict(state)
 
 
-def serve(state_dir: Path) -> int:
+def serve(state_dir: Path, nodes: int = 0) -> int:
     """Run the control plane in the foreground until SIGTERM/SIGINT (the supervisor)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    cp = ControlPlane(state_dir / "data", log=lambda m: print(m, flush=True))
+    cp = ControlPlane(state_dir / "data", log=lambda m: print(m, flush=True), nodes=nodes)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -63,6 +63,12 @@ def serve(state_dir: Path) -> int:
             "components": cp.pids,
             "logs": str(cp.logs.resolve()),
             "startup_seconds": round(cp.startup_seconds, 2),
+            "node": None if cp.node is None else {
+                "name": cp.node.name, "internal_ip": cp.node.node_ip,
+                "containerd_socket": str(cp.node.containerd_socket),
+                "holder_pid": cp.node.holder.pid if cp.node.holder else None,
+                "startup_seconds": round(cp.node.startup_seconds, 2),
+            },
         }, indent=2))
         while not stopping:
             time.sleep(0.5)
@@ -75,7 +81,7 @@ def serve(state_dir: Path) -> int:
     return 0
 
 
-def up(state_dir: Path, timeout: float) -> int:
+def up(state_dir: Path, timeout: float, nodes: int = 0) -> int:
     """Start the supervisor in the background and wait until the API server is ready."""
     state = read_state(state_dir)
     if state:
@@ -88,7 +94,8 @@ def up(state_dir: Path, timeout: float) -> int:
     # The supervisor must outlive `make`: its own session, not tied to our lifetime.
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent_operator.testing.cluster", "--state-dir", str(state_dir), "serve"],
+            [sys.executable, "-m", "agent_operator.testing.cluster", "--state-dir", str(state_dir),
+             "--nodes", str(nodes), "serve"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     deadline = time.monotonic() + timeout
@@ -129,15 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent_operator.testing.cluster")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--nodes", type=int, default=0, choices=[0, 1],
+                        help="1 starts a local node (containerd, kubelet, kube-proxy) with the control plane")
     parser.add_argument("command", choices=["up", "down", "status", "kubeconfig", "serve"])
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     if args.command == "up":
-        return up(state_dir, args.timeout)
+        return up(state_dir, args.timeout, args.nodes)
     if args.command == "down":
         return down(state_dir)
     if args.command == "serve":
-        return serve(state_dir)
+        return serve(state_dir, args.nodes)
     if args.command == "kubeconfig":
         print(state_dir / "kubeconfig")
         return 0

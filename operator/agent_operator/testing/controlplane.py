@@ -13,6 +13,7 @@ listens on loopback, on free ports, with fresh certificates, in a temporary dire
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -28,8 +29,9 @@ from typing import Callable
 import yaml
 
 from . import processes
-from .assets import Assets, find_assets
-from .certs import PKI, generate_pki
+from .assets import Assets, find_assets, node_binary
+from .certs import PKI, generate_pki, issue_certificate
+from .node import Node
 
 Log = Callable[[str], None]
 
@@ -41,6 +43,19 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
+)
+#: what pods on a node need as well: the not-ready taint lifted, Deployments rolled out,
+#: Service endpoints published, PodDisruptionBudgets tracked, terminated pods collected
+NODE_CONTROLLERS = (
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "disruption-controller",
+    "pod-garbage-collector-controller",
 )
 
 
@@ -59,7 +74,13 @@ class ControlPlane:
         log: Log = print,
         keep_workdir: bool = False,
         start_timeout: float = 120.0,
+        nodes: int = 0,
     ) -> None:
+        if nodes not in (0, 1):
+            raise ValueError(f"nodes: {nodes!r} is not supported; use 0 (API only) or 1 (one local node)")
+        self.nodes = nodes
+        self.node: Node | None = None
+        self.scheduler: subprocess.Popen[bytes] | None = None
         self._log = log
         self._assets = assets
         self._owns_workdir = workdir is None
@@ -103,9 +124,12 @@ class ControlPlane:
         """PIDs of the running components."""
         out = {}
         for name, proc in (("etcd", self.etcd), ("kube-apiserver", self.apiserver),
-                           ("kube-controller-manager", self.controller_manager)):
+                           ("kube-controller-manager", self.controller_manager),
+                           ("kube-scheduler", self.scheduler)):
             if proc is not None and proc.poll() is None:
                 out[name] = proc.pid
+        if self.node is not None:
+            out.update(self.node.pids)
         return out
 
     # ------------------------------------------------------------------ lifecycle
@@ -119,24 +143,43 @@ class ControlPlane:
         """Start all three components and wait until the API server is ready."""
         assets = self.assets
         t0 = time.monotonic()
-        self.pki = generate_pki(self.workdir / "pki")
-        self.etcd_port, self.etcd_peer_port = processes.free_port(), processes.free_port()
-        self.apiserver_port = processes.free_port()
         try:
+            if self.nodes:
+                atexit.register(self.stop)  # a node changes host state: never leave it behind
+                # the node's namespaces come first: their link address is the API server's
+                # advertised address (the `kubernetes` Service endpoint pods reach)
+                self.node = Node(self.workdir / "node", log=self._log)
+                self.node.create_network()
+            self.pki = generate_pki(self.workdir / "pki", extra_ips=(self.node.host_ip,) if self.node else ())
+            self.etcd_port, self.etcd_peer_port = processes.free_port(), processes.free_port()
+            self.apiserver_port = processes.free_port()
             self._start_etcd(assets)
             self.start_apiserver()
             self._write_kubeconfig(self.kubeconfig, self.pki.admin_cert, self.pki.admin_key)
             self._start_controller_manager(assets)
+            if self.node is not None:
+                self._start_scheduler()
+                self.node.start(f"https://{self.node.host_ip}:{self.apiserver_port}", self.pki)
+                self._wait_node_ready()
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - t0
+        if self.node is not None:
+            self._log(f"node {self.node.name} Ready (InternalIP {self.node.node_ip}) after "
+                      f"{self.node.startup_seconds:.1f}s of node start")
         self._log(f"control plane ready at {self.server} in {self.startup_seconds:.1f}s "
                   f"(binaries: {assets.source} {assets.directory}); kubeconfig {self.kubeconfig}")
         return self
 
     def stop(self) -> None:
         """Stop exactly the processes this object started, then remove its directory."""
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+            atexit.unregister(self.stop)
+        processes.stop(self.scheduler)
+        self.scheduler = None
         processes.stop(self.controller_manager)
         processes.stop(self.apiserver)
         processes.stop(self.etcd)
@@ -172,9 +215,28 @@ class ControlPlane:
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--profiling=false",
-            "--endpoint-reconciler-type=none",
             "--v=1",
         ]
+        if self.node is None:
+            argv += ["--endpoint-reconciler-type=none"]
+        else:
+            # Pods reach the API server through the `kubernetes` Service: its endpoint is the
+            # host end of the node's link, published by the lease reconciler.  The API server
+            # reaches kubelets by their InternalIP for logs/exec.
+            kubelet_client = issue_certificate(pki, self.workdir / "pki" / "apiserver-kubelet-client",
+                                               "kube-apiserver-kubelet-client", "system:masters")
+            argv = [a for a in argv if not a.startswith(("--bind-address", "--advertise-address",
+                                                         "--authorization-mode"))]
+            argv += [
+                "--bind-address=0.0.0.0",
+                f"--advertise-address={self.node.host_ip}",
+                "--endpoint-reconciler-type=lease",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={kubelet_client[0]}",
+                f"--kubelet-client-key={kubelet_client[1]}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         self.apiserver = processes.spawn(argv, self.logs / "kube-apiserver.log")
         self._wait_ready("kube-apiserver", self.apiserver, self._apiserver_ready)
 
@@ -215,7 +277,7 @@ class ControlPlane:
         argv = [
             str(assets.kube_controller_manager),
             f"--kubeconfig={kubeconfig}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self.node else ()))}",
             "--secure-port=0",
             "--leader-elect=false",
             "--use-service-account-credentials=false",
@@ -236,6 +298,48 @@ class ControlPlane:
                     + processes.tail(self.logs / "kube-controller-manager.log")
                 )
             time.sleep(0.1)
+
+    def _start_scheduler(self) -> None:
+        assert self.pki is not None
+        cert = issue_certificate(self.pki, self.workdir / "pki" / "kube-scheduler", "system:kube-scheduler")
+        kubeconfig = self.workdir / "scheduler.kubeconfig"
+        self._write_kubeconfig(kubeconfig, *cert)
+        argv = [
+            str(node_binary("kube-scheduler", log=self._log)),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--v=1",
+        ]
+        self.scheduler = processes.spawn(argv, self.logs / "kube-scheduler.log")
+
+    def _wait_node_ready(self) -> None:
+        assert self.node is not None and self.node.kubelet is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.node.kubelet.poll() is not None:
+                raise ControlPlaneError("the kubelet exited before its node was Ready:\n"
+                                        + processes.tail(self.node.logs / "kubelet.log"))
+            try:
+                if self._node_ready():
+                    return
+            except (OSError, urllib.error.URLError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise ControlPlaneError(f"node {self.node.name} not Ready after {self.start_timeout:.0f}s:\n"
+                                + processes.tail(self.node.logs / "kubelet.log"))
+
+    def _node_ready(self) -> bool:
+        """The node reports Ready and the node-lifecycle controller lifted its not-ready taint."""
+        assert self.node is not None
+        url = f"{self.server}/api/v1/nodes/{self.node.name}"
+        with urllib.request.urlopen(url, timeout=2, context=self._ssl_context()) as resp:
+            node = json.loads(resp.read())
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+        tainted = any(t["key"].startswith("node.kubernetes.io/") for t in node["spec"].get("taints", []))
+        return ready and not tainted
 
     def _ssl_context(self) -> ssl.SSLContext:
         assert self.pki is not None

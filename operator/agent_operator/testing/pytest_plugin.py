@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +48,9 @@ class Cluster:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``cluster`` marker for tests that need the control plane."""
+    """Register the ``cluster`` and ``node`` markers."""
     config.addinivalue_line("markers", "cluster: needs the real local control plane")
+    config.addinivalue_line("markers", "node: needs a real local node (containerd, kubelet, kube-proxy; root)")
 
 
 def cluster_for_tests() -> Iterator[Cluster]:
@@ -125,3 +128,38 @@ def k8s_api(control_plane: Cluster) -> Iterator[Any]:
         yield api
     finally:
         api.close()
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so fixture teardown (the node's cleanup) still runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def cluster_with_node() -> Iterator[Cluster]:
+    """A fresh local control plane with one node (``ControlPlane(nodes=1)``), stopped afterwards.
+
+    ``cluster.control_plane.node`` is the :class:`~agent_operator.testing.node.Node`
+    (``import_image``, ``run`` inside its namespaces).  A killed run leaves nothing that the
+    next node start does not clean up.
+    """
+    _interrupt_on_sigterm()
+    cp = ControlPlane(log=lambda m: print(f"[control-plane+node] {m}"), nodes=1)
+    try:
+        cp.start()
+        yield Cluster(cp.kubeconfig, cp.assets.kubectl, cp)
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def node_cluster() -> Iterator[Cluster]:
+    """The session's control plane with a real node (started on first use, separate from ``control_plane``)."""
+    yield from cluster_with_node()

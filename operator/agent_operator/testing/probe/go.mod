@@ -1,0 +1,3 @@
+module agentoperator.local/probe
+
+go 1.24
