@@ -249,3 +249,24 @@ def test_a_killed_run_is_cleaned_up_by_the_next_start() -> None:
     workdir = Path(record.directory).parent  # the killed control plane's own files (etcd data, logs)
     if workdir.name.startswith("agent-operator-cp-"):
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_make_cluster_up_with_a_node_and_cluster_down_removes_it(tmp_path: Path) -> None:
+    """The commands docs/node.md shows: `make cluster-up NODES=1`, kubectl get nodes, `make cluster-down`."""
+    root = Path(__file__).resolve().parents[2]
+    state_dir = tmp_path / "cluster"
+    make = ["make", "-s", "-C", str(root), f"CLUSTER_DIR={state_dir}"]
+    up = subprocess.run([*make, "cluster-up", "NODES=1"], capture_output=True, text=True, timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        nodes = subprocess.run([str(state_dir / "bin" / "kubectl"), "--kubeconfig", str(state_dir / "kubeconfig"),
+                                "get", "nodes", "-o", "wide"], capture_output=True, text=True, check=True).stdout
+        assert "agent-operator-node   Ready" in nodes and "containerd://" in nodes
+        state = json.loads((state_dir / "state.json").read_text())["node"]
+    finally:
+        down = subprocess.run([*make, "cluster-down"], capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert state["host_link"] not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not any((m / state["cgroup_root"].lstrip("/")).exists() for m in node_mod._cgroup_mounts())
+    assert not node_mod.processes.pid_alive(state["holder_pid"])
+    assert not (state_dir / "data").exists()

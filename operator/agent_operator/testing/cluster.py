@@ -67,6 +67,8 @@ def serve(state_dir: Path, nodes: int = 0) -> int:
                 "name": cp.node.name, "internal_ip": cp.node.node_ip,
                 "containerd_socket": str(cp.node.containerd_socket),
                 "holder_pid": cp.node.holder.pid if cp.node.holder else None,
+                "host_link": cp.node.host_link,
+                "cgroup_root": cp.node.cgroup_root,
                 "startup_seconds": round(cp.node.startup_seconds, 2),
             },
         }, indent=2))

@@ -251,14 +251,15 @@ class Node:
         """Directory of the node components' logs."""
         return self.workdir / "logs"
 
-    @property
-    def containerd_socket(self) -> Path:
-        """containerd's gRPC socket (the kubelet's CRI endpoint)."""
-        return self.workdir / "containerd" / "containerd.sock"
+    #: containerd's gRPC socket (the kubelet's CRI endpoint), inside the node's mount namespace:
+    #: the node's processes use the usual short paths (``/run``, ``/var/lib``, ``/var/log``),
+    #: which keeps unix socket paths under the kernel's 108-byte limit however deep the run's
+    #: directory is.
+    containerd_socket = Path("/run/containerd/containerd.sock")
 
     @property
     def pod_logs(self) -> Path:
-        """Where the kubelet writes the containers' logs (what ``/var/log/pods`` is elsewhere)."""
+        """The containers' logs as the host sees them (``/var/log/pods`` inside the node)."""
         return self.workdir / "var-log" / "pods"
 
     @property
@@ -281,7 +282,7 @@ class Node:
         """Create the namespaces and the host link; ``host_ip`` is then the API server's address."""
         check_prerequisites()
         cleanup_stale(self._log)
-        for sub in ("var-log", "var-lib", "containerd", "kubelet", "cni/net.d", "logs"):
+        for sub in ("var-log", "var-lib", "containerd", "cni/net.d", "logs"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.holder = processes.spawn(
             ["unshare", "--net", "--mount", "--propagation", "private", "--", "sleep", "infinity"],
@@ -354,8 +355,7 @@ class Node:
                     "type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
                     "hairpinMode": True,
                     "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]],
-                             "routes": [{"dst": "0.0.0.0/0"}],
-                             "dataDir": str(self.workdir / "cni" / "ipam")},
+                             "routes": [{"dst": "0.0.0.0/0"}]},
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},
             ],
@@ -365,17 +365,17 @@ class Node:
     def _start_containerd(self) -> None:
         base = self.workdir / "containerd"
         config = f"""version = 2
-root = "{base / 'root'}"
-state = "{base / 'state'}"
+root = "/var/lib/containerd"
+state = "/run/containerd"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
                     "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
                     "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 [grpc]
   address = "{self.containerd_socket}"
 [ttrpc]
-  address = "{base / 'containerd-ttrpc.sock'}"
+  address = "/run/containerd/containerd.sock.ttrpc"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{base / 'opt'}"
+  path = "/var/lib/containerd-opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   # root here lacks CAP_SYS_RESOURCE: without this runc fails with
@@ -428,7 +428,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return name
 
     def _start_kubelet(self, pki: PKI) -> None:
-        root = self.workdir / "kubelet"
         resolv = self.workdir / "resolv.conf"
         resolv.write_text("# the node has no DNS server: pods use Service environment variables\n")
         config = {
@@ -446,7 +445,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "failCgroupV1": False,
             "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
-            "podLogsDir": str(self.pod_logs),
+            "podLogsDir": "/var/log/pods",
             "resolvConf": str(resolv),
             "hairpinMode": "hairpin-veth",
             "serializeImagePulls": False,
@@ -466,8 +465,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             str(node_binary("kubelet", log=self._log)),
             f"--config={path}",
             f"--kubeconfig={self.workdir / 'kubelet.kubeconfig'}",
-            f"--root-dir={root}",
-            f"--cert-dir={root / 'pki'}",
+            "--root-dir=/var/lib/kubelet",
             f"--node-ip={self.node_ip}",
             f"--hostname-override={self.name}",
             "--v=1",
