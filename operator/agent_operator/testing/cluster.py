@@ -133,6 +133,26 @@ def down(state_dir: Path, timeout: float = 30.0) -> int:
     return 0
 
 
+def import_image(state_dir: Path, archive: Path | None, ref: str | None) -> int:
+    """Import an OCI archive into the running cluster's node (``cluster-up NODES=1``)."""
+    from .node import Node, NodeError
+
+    state = read_state(state_dir)
+    node = state.get("node") if state else None
+    if not isinstance(node, dict):
+        print("error: no cluster with a node is running; start one with `make cluster-up NODES=1`", file=sys.stderr)
+        return 1
+    if archive is None:
+        print("error: import-image needs ARCHIVE (an OCI image archive)", file=sys.stderr)
+        return 2
+    try:
+        print(Node.attach(int(node["holder_pid"]), str(node["name"])).import_image(archive, ref))
+    except NodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m agent_operator.testing.cluster")
@@ -140,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--nodes", type=int, default=0, choices=[0, 1],
                         help="1 starts a local node (containerd, kubelet, kube-proxy) with the control plane")
-    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig", "serve"])
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig", "serve", "import-image"])
+    parser.add_argument("archive", nargs="?", type=Path, help="import-image: an OCI image archive")
+    parser.add_argument("ref", nargs="?", help="import-image: the reference pods use (default: the archive's)")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     if args.command == "up":
@@ -149,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return down(state_dir)
     if args.command == "serve":
         return serve(state_dir, args.nodes)
+    if args.command == "import-image":
+        return import_image(state_dir, args.archive, args.ref)
     if args.command == "kubeconfig":
         print(state_dir / "kubeconfig")
         return 0

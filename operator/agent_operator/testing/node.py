@@ -244,6 +244,7 @@ class Node:
         self.kube_proxy: subprocess.Popen[bytes] | None = None
         self.record: NodeRecord | None = None
         self.startup_seconds = 0.0
+        self._attached_pid: int | None = None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -270,9 +271,21 @@ class Node:
                 if proc is not None and proc.poll() is None}
 
     # ------------------------------------------------------------------ namespaces
+    @classmethod
+    def attach(cls, holder_pid: int, name: str = "agent-operator-node") -> "Node":
+        """A handle on a node another process started (``make cluster-up NODES=1``) for
+        ``run``, ``ctr`` and ``import_image``; it does not own (or stop) the node."""
+        if not processes.pid_alive(holder_pid):
+            raise NodeError(f"holder_pid: no process {holder_pid}; is the node running (make cluster-status)?")
+        node = cls(Path(tempfile.gettempdir()), name)
+        node._attached_pid = holder_pid
+        return node
+
     def _in_node(self, argv: list[str]) -> list[str]:
-        assert self.holder is not None
-        return ["nsenter", "-t", str(self.holder.pid), "--net", "--mount", "--", *argv]
+        pid = self.holder.pid if self.holder is not None else self._attached_pid
+        if pid is None:
+            raise NodeError("the node's namespaces do not exist yet: call create_network() first")
+        return ["nsenter", "-t", str(pid), "--net", "--mount", "--", *argv]
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command inside the node's network and mount namespaces (e.g. ``ip addr``)."""

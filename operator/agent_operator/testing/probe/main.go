@@ -4,7 +4,8 @@
 //	probe whoami          authenticate to the API server with the pod's in-cluster config
 //	                      (service account token + CA bundle + KUBERNETES_SERVICE_HOST) and
 //	                      print the user the API server sees, then keep running
-//	probe serve ADDR      serve HTTP on ADDR: every request is answered with a JSON echo
+//	probe serve ADDR      serve HTTP on ADDR: every request is answered with a JSON echo and
+//	                      logged as one JSON line (method, path, query) on stdout
 //	probe get URL         GET URL and print the status and body (exit 1 on error)
 //	probe echo WORDS...   print WORDS (for kubectl exec)
 package main
@@ -78,6 +79,9 @@ func serve(addr string) error {
 	hostname, _ := os.Hostname()
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		// one JSON line per request on stdout: `kubectl logs` is the server's call ledger
+		line, _ := json.Marshal(map[string]string{"method": r.Method, "path": r.URL.Path, "query": r.URL.RawQuery})
+		fmt.Println(string(line))
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"host": hostname, "method": r.Method, "path": r.URL.Path, "body": string(body)})
 	})
