@@ -90,6 +90,10 @@ kubeconfig: ## print the path of the local control plane's kubeconfig
 demo: controlplane ## start the control plane and the operator, apply examples/, wait for Succeeded
 	@bash examples/demo.sh
 
+.PHONY: demo-cluster
+demo-cluster: controlplane node-prereqs image ## the examples driven by the operator as pods on a local node (built image, manifests/)
+	@bash examples/demo-cluster.sh
+
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install --quiet -e '.[dev,bench]'
 	@touch $@

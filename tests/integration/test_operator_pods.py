@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import tarfile
 import time
 import uuid
@@ -170,11 +171,15 @@ def test_metrics_service_answers_from_inside_the_cluster(install: Install) -> No
 def test_deleting_the_leader_pod_five_times_during_200_tasks(install: Install) -> None:
     names = [f"chaos-{i:03d}" for i in range(200)]
     install.apply_tasks(names)
-    takeovers = []
+    takeovers: list[float] = []
+    last_words: dict[str, list[str]] = {}
     for _ in range(5):
         # a standby must exist to take over: wait until the replacement of the last kill is Ready
         install.k("rollout", "status", "deployment/agent-operator", "--timeout=180s", timeout=200)
         old = install.leader()
+        follow = subprocess.Popen([str(install.cluster.kubectl_path), "--kubeconfig", str(install.cluster.kubeconfig),
+                                   "-n", install.namespace, "logs", "-f", "--tail=0", old],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         install.k("delete", "pod", old, "--wait=false")
         t0 = time.monotonic()
         new = old
@@ -182,9 +187,13 @@ def test_deleting_the_leader_pod_five_times_during_200_tasks(install: Install) -
             time.sleep(0.2)
             new = install.leader()
         takeovers.append(time.monotonic() - t0)
+        follow.terminate()
+        last_words[old] = [json.loads(line).get("message", "")[:160] for line in (follow.communicate()[0] or "")
+                           .splitlines() if line.startswith("{")][-8:]
         assert new not in (old, ""), f"no new leader within 60 s after deleting {old}"
     print(f"leader takeovers after deleting the leader pod: {[round(t, 1) for t in takeovers]} s")
-    assert max(takeovers) <= 15
+    assert max(takeovers) <= 15, (f"takeovers {[round(t, 1) for t in takeovers]} s; the deleted leaders' last "
+                                  f"log messages: {json.dumps(last_words, indent=1)}")
     install.wait_succeeded(names, timeout=600)
     ledger = install.ledger()
     duplicates = {n: ledger[f"/tasks/{n}"] for n in names if ledger[f"/tasks/{n}"] != 1}
