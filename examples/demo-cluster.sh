@@ -21,8 +21,7 @@ k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 cluster() { "$PY" -m agent_operator.testing.cluster --state-dir "$CLUSTER_DIR" "$@"; }
 
 step "starting the local control plane with a node (containerd, kubelet, kube-proxy)"
-state="$(cluster status 2>/dev/null || true)"
-if [ -n "$state" ] && ! grep -q '"internal_ip"' <<<"$state"; then
+if state="$(cluster status 2>/dev/null)" && ! grep -q '"internal_ip"' <<<"$state"; then
   echo "a control plane without a node runs in $CLUSTER_DIR; stop it first: make cluster-down" >&2
   exit 1
 fi
