@@ -95,35 +95,47 @@ def write_oci_archive(path: Path, ref: str, files: list[ImageFile], entrypoint: 
     return path
 
 
-def pause_binary() -> Path:
-    """The static ``pause`` binary, compiled with the system C compiler on first use and cached."""
-    source = PAUSE_SOURCE.read_bytes()
-    target = cache_root() / "node" / f"pause-{hashlib.sha256(source).hexdigest()[:12]}"
+def _build_cached(name: str, sources: list[Path], argv: list[str], *, cwd: Path | None = None,
+                  env: dict[str, str] | None = None, hint: str = "") -> Path:
+    """Run ``argv`` (its ``{out}`` replaced by a temporary path) unless ``name``'s binary for
+    these ``sources`` is cached; the result is moved into the cache atomically."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.read_bytes())
+    target = cache_root() / "node" / f"{name}-{digest.hexdigest()[:12]}"
     if os.access(target, os.X_OK):
         return target
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        raise AssetsError("a C compiler (`cc`) with static libc is needed to build the node's pause "
-                          "image; run `make node-prereqs` (installs gcc and libc6-dev)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".pause-")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-")
     os.close(fd)
-    proc = subprocess.run([cc, "-Os", "-static", "-o", tmp, str(PAUSE_SOURCE)], capture_output=True, text=True)
+    proc = subprocess.run([a.replace("{out}", tmp) for a in argv], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         os.unlink(tmp)
-        raise AssetsError(f"compiling {PAUSE_SOURCE} failed:\n{proc.stderr}\nrun `make node-prereqs` "
-                          "(static libc comes with libc6-dev)")
+        raise AssetsError(f"building the node's {name} binary failed:\n{proc.stderr}\n{hint}")
     os.replace(tmp, target)
     return target
 
 
-def pause_archive() -> Path:
-    """OCI archive of the pause image (``PAUSE_IMAGE``), cached next to its binary."""
-    binary = pause_binary()
+def _archive(binary: Path, ref: str, name: str) -> Path:
     archive = binary.with_name(binary.name + ".oci.tar")
     if not archive.exists():
-        write_oci_archive(archive, PAUSE_IMAGE, [ImageFile("/pause", binary.read_bytes())], ["/pause"])
+        write_oci_archive(archive, ref, [ImageFile(f"/{name}", binary.read_bytes())], [f"/{name}"])
     return archive
+
+
+def pause_binary() -> Path:
+    """The static ``pause`` binary, compiled with the system C compiler on first use and cached."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise AssetsError("a C compiler (`cc`) with static libc is needed to build the node's pause "
+                          "image; run `make node-prereqs` (installs gcc and libc6-dev)")
+    return _build_cached("pause", [PAUSE_SOURCE], [cc, "-Os", "-static", "-o", "{out}", str(PAUSE_SOURCE)],
+                         hint="run `make node-prereqs` (static libc comes with libc6-dev)")
+
+
+def pause_archive() -> Path:
+    """OCI archive of the pause image (``PAUSE_IMAGE``), cached next to its binary."""
+    return _archive(pause_binary(), PAUSE_IMAGE, "pause")
 
 
 #: The test workload image (``probe``, see probe/main.go); imported, never pulled.
@@ -133,32 +145,14 @@ PROBE_DIR = Path(__file__).with_name("probe")
 
 def probe_binary() -> Path:
     """The static ``probe`` binary (Go standard library only), built on first use and cached."""
-    digest = hashlib.sha256()
-    for name in ("go.mod", "main.go"):
-        digest.update((PROBE_DIR / name).read_bytes())
-    target = cache_root() / "node" / f"probe-{digest.hexdigest()[:12]}"
-    if os.access(target, os.X_OK):
-        return target
     go = shutil.which("go")
     if go is None:
         raise AssetsError("the Go toolchain (`go`) is needed to build the node's probe image")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".probe-")
-    os.close(fd)
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
-    proc = subprocess.run([go, "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, "."], cwd=PROBE_DIR, env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        os.unlink(tmp)
-        raise AssetsError(f"building {PROBE_DIR} failed:\n{proc.stderr}")
-    os.replace(tmp, target)
-    return target
+    return _build_cached("probe", [PROBE_DIR / "go.mod", PROBE_DIR / "main.go"],
+                         [go, "build", "-trimpath", "-ldflags=-s -w", "-o", "{out}", "."], cwd=PROBE_DIR, env=env)
 
 
 def probe_archive() -> Path:
     """OCI archive of the probe image (``PROBE_IMAGE``), cached next to its binary."""
-    binary = probe_binary()
-    archive = binary.with_name(binary.name + ".oci.tar")
-    if not archive.exists():
-        write_oci_archive(archive, PROBE_IMAGE, [ImageFile("/probe", binary.read_bytes())], ["/probe"])
-    return archive
+    return _archive(probe_binary(), PROBE_IMAGE, "probe")
