@@ -34,6 +34,7 @@ install: $(VENV)/.installed ## create .venv and install the package with the dev
 crds: install ## regenerate crds/ from the Python model (operator/agent_operator/crd/)
 	$(PY) -m agent_operator.crd.manifest
 	$(PY) -m agent_operator.crd.manifest -o manifests/crd/agenttasks.flyteagents.dev.yaml
+	$(PY) -m agent_operator.crd.manifest -o charts/flyte-agent-operator/crds/agenttasks.flyteagents.dev.yaml
 
 .PHONY: controlplane
 controlplane: install ## build (or find cached / KUBEBUILDER_ASSETS) etcd, kube-apiserver, kube-controller-manager, kubectl
