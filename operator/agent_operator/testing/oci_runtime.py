@@ -23,6 +23,9 @@ from typing import Any
 
 from .image import DEPS_HINT, ImageError
 
+#: the bundle's pristine runtime config (umoci's, from the image); config.json is per run
+IMAGE_CONFIG = "image-config.json"
+
 
 @dataclass(frozen=True)
 class Bundle:
@@ -35,8 +38,9 @@ class Bundle:
         return self.path / "rootfs"
 
     def image_config(self) -> dict[str, Any]:
-        """The runtime config umoci derived from the image (user, entrypoint, env)."""
-        data: dict[str, Any] = json.loads((self.path / "config.json").read_text())
+        """The runtime config umoci derived from the image (user, entrypoint, env), as unpacked:
+        each run writes its own ``config.json`` from this one."""
+        data: dict[str, Any] = json.loads((self.path / IMAGE_CONFIG).read_text())
         return data
 
 
@@ -81,6 +85,7 @@ def unpacked(archive: Path, ref: str, workdir: Path) -> Iterator[Bundle]:
     shutil.rmtree(layout, ignore_errors=True)
     if proc.returncode != 0:
         raise ImageError(f"umoci unpack {archive} ({ref}) failed: {proc.stderr[-3000:]}")
+    shutil.copyfile(bundle / "config.json", bundle / IMAGE_CONFIG)
     try:
         yield Bundle(bundle)
     finally:
