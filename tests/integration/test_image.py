@@ -44,12 +44,17 @@ def bundle(built: ImageArchive, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield unpacked_bundle
 
 
-def test_make_image_reuses_the_cached_archive_and_retags_without_rebuilding(built: ImageArchive) -> None:
+def test_make_image_reuses_the_cached_archive_and_a_new_tag_is_a_retag(built: ImageArchive) -> None:
     proc = subprocess.run(["make", "-s", "image"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"cache: {built.path} {built.ref} "), proc.stdout
     assert built.ref == image_ref("dev") == "docker.io/library/flyte-agent-operator:dev"
-    other = image_archive(tag=f"t{uuid.uuid4().hex[:6]}")
+    tag = f"t{uuid.uuid4().hex[:6]}"
+    proc = subprocess.run(["make", "-s", "image", f"IMAGE_TAG={tag}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    other = image_archive(tag=tag)
+    assert proc.stdout.startswith(f"retagged: {other.path} {other.ref} "), proc.stdout
     try:
         assert other.ref != built.ref and other.path != built.path
         with tarfile.open(built.path) as a, tarfile.open(other.path) as b:

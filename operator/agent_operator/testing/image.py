@@ -71,7 +71,7 @@ class ImageArchive:
 
     path: Path
     ref: str  # e.g. docker.io/library/flyte-agent-operator:dev
-    source: str  # "cache", "built" or ARCHIVE_ENV
+    source: str  # "cache", "built", "retagged" or ARCHIVE_ENV
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ def build_archive(tag: str = DEFAULT_TAG, log: Log = print) -> ImageArchive:
         target.parent.mkdir(parents=True, exist_ok=True)
         siblings = sorted(target.parent.glob(f"{IMAGE_NAME}-{key}-*.oci.tar"))
         if siblings:  # same inputs under another tag: a retag, not a build
-            return ImageArchive(retag(siblings[0], ref, target), ref, "built")
+            return ImageArchive(retag(siblings[0], ref, target), ref, "retagged")
         spec = base_spec()
         started = time.monotonic()
         ensure_base(spec, log)
