@@ -34,6 +34,7 @@ install: $(VENV)/.installed ## create .venv and install the package with the dev
 crds: install ## regenerate crds/ from the Python model (operator/agent_operator/crd/)
 	$(PY) -m agent_operator.crd.manifest
 	$(PY) -m agent_operator.crd.manifest -o manifests/crd/agenttasks.flyteagents.dev.yaml
+	$(PY) -m agent_operator.crd.manifest -o charts/flyte-agent-operator/crds/agenttasks.flyteagents.dev.yaml
 
 .PHONY: controlplane
 controlplane: install ## build (or find cached / KUBEBUILDER_ASSETS) etcd, kube-apiserver, kube-controller-manager, kubectl
@@ -113,3 +114,38 @@ clean: cluster-down ## remove the venv, caches and local cluster state (keeps th
 	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@echo "binary cache kept in $${AGENT_OPERATOR_CACHE:-$$HOME/.cache/agent-operator} (rm -rf it to rebuild)"
+
+# ---- image (buildah, no daemon) and Helm chart: docs/image.md, docs/helm.md ----
+IMAGE_DEPS := buildah mmdebstrap umoci runc skopeo docker-registry
+IMAGE_TAG  ?= dev
+
+.PHONY: image-deps
+image-deps: ## install buildah, mmdebstrap, umoci, runc, skopeo and docker-registry from Debian unless present
+	@missing=""; for t in $(IMAGE_DEPS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(IMAGE_DEPS); \
+	fi
+
+.PHONY: image
+image: install image-deps ## build the Dockerfile with buildah into a cached OCI archive (prints its path and ref)
+	@$(PY) -m agent_operator.testing.image build $(IMAGE_TAG)
+
+.PHONY: image-path
+image-path: ## print the path of the image archive `make image` built for the current sources
+	@$(PY) -m agent_operator.testing.image path $(IMAGE_TAG)
+
+.PHONY: image-lock
+image-lock: install ## re-lock the image's Python dependencies (requirements/image*.lock) with uv
+	$(PIP) install --quiet 'uv==0.13.8'
+	$(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 --no-header \
+	  pyproject.toml requirements/image-build.in -o requirements/image.lock
+	$(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 --no-header \
+	  --extra flytekit pyproject.toml requirements/image-build.in -o requirements/image-flytekit.lock
+
+.PHONY: helm
+helm: install ## print the path of the helm built from its Go module (AGENT_OPERATOR_HELM brings your own)
+	@$(PY) -m agent_operator.testing.helm path
+
+# the image and helm are built (or found cached) before the tests that use them
+test: image helm
