@@ -46,12 +46,20 @@ kubectl: controlplane ## print the path of the kubectl built from the pinned rel
 	@$(PY) -m agent_operator.testing.assets kubectl
 
 .PHONY: test
-test: controlplane ## run unit and integration tests against a real local control plane
+test: controlplane docs ## run unit and integration tests against a real local control plane (and build the docs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: install ## only the tests that need no cluster
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: docs
+docs: install ## build the documentation site into site/ (mkdocs --strict: a broken link or nav entry fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+.PHONY: docs-serve
+docs-serve: install ## serve the documentation site on 127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 .PHONY: cluster-up
 cluster-up: controlplane ## start the local control plane in the background (kubeconfig: make -s kubeconfig)
@@ -110,6 +118,6 @@ kind-deploy: install ## (needs Docker + kind) build the image, load it into kind
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, caches and local cluster state (keeps the binary cache)
-	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist site *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@echo "binary cache kept in $${AGENT_OPERATOR_CACHE:-$$HOME/.cache/agent-operator} (rm -rf it to rebuild)"
