@@ -227,7 +227,7 @@ def admission_findings(doc: Any) -> tuple[AgentTask | None, list[InvalidField]]:
 
 # -- decoding: the template, then each input on its own ------------------------------------
 
-def _input_errors(value: Any, template: Any, where: str) -> list[SpecError]:
+def input_errors(value: Any, template: Any, where: str) -> list[SpecError]:
     """Every problem of plain inputs (unknown names, bad values, missing ones), not just the first."""
     try:
         load_inputs(value, template, field=where)
@@ -262,7 +262,7 @@ def check_decoding(task: AgentTask, result: DocumentResult, options: Options) ->
     except SpecError as e:
         result.error(e)
         return
-    problems = _input_errors(spec.inputs_value, template, spec.inputs_field)
+    problems = input_errors(spec.inputs_value, template, spec.inputs_field)
     for problem in problems:
         result.error(problem)
     known = options.known_task_types
