@@ -307,7 +307,7 @@ def validate_document(doc: Any, file: str, index: int, options: Options) -> Docu
 
 def validate_text(text: str, file: str, options: Options) -> list[DocumentResult]:
     """Check every document of ``text``; bad YAML raises :class:`~agent_operator.cli.manifests.ManifestError`."""
-    docs = manifests.load_documents(text, file)
+    docs = manifests.iter_documents(text, file)  # one document in memory at a time
     return [validate_document(doc, file, i, options) for i, doc in enumerate(docs, start=1)]
 
 
