@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import json
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
 
 from admission_cases import CASES, SPEC_UPDATES, BadInput, manifest
+from spec_strategies import manifests
 from agent_operator.cli.main import build_parser, main
 from agent_operator.cli.manifests import ManifestError, StrictLoader, load_documents, read_bounded
-from agent_operator.cli.validate import Options, validate_document, validate_text
-from agent_operator.crd.admission import admission_check_update
+from agent_operator.cli.validate import MAX_FINDINGS, Options, admission_findings, validate_document, validate_text
+from agent_operator.crd.admission import admission_check, admission_check_update
 from agent_operator.crd.fields import InvalidField
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "flytekit"
@@ -252,3 +255,22 @@ def test_console_script_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path
     path.write_text(yaml.safe_dump(manifest("x", spec={"pollInterval": "100ms"})))
     assert main(["validate", "--no-agents", str(path)]) == 1
     assert "spec.pollInterval: spec.pollInterval must be at least 1s" in capsys.readouterr().out
+
+
+@settings(max_examples=1_000, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(obj=manifests())
+def test_the_error_list_starts_with_the_first_error_and_leaves_the_manifest_alone(obj: dict[str, Any]) -> None:
+    before = copy.deepcopy(obj)
+    try:
+        admission_check(obj)
+        first = None
+    except InvalidField as e:
+        first = e
+    task, errors = admission_findings(obj)
+    assert obj == before
+    if first is None:
+        assert task is not None and errors == []
+    else:
+        assert task is None and errors[0].field == first.field and errors[0].message == first.message
+        assert len({e.field for e in errors}) == len(errors) <= MAX_FINDINGS
