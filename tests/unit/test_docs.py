@@ -4,7 +4,9 @@ A fenced ``bash``/``sh``/``shell``/``console`` block must be preceded by a marke
 says who runs it:
 
 * ``<!-- doc-test: run -->`` - this test runs the block as written (bash, ``set -euo
-  pipefail``, from the repository root, the venv's ``bin`` first on PATH);
+  pipefail``, the venv's ``bin`` first on PATH) in a scratch directory that shows the
+  repository's files; a ``prints`` line and a ``text`` block after it show (the end of)
+  what it prints, and are compared;
 * ``<!-- doc-test: tests/x/test_y.py::test_z ... -->`` - the named tests run these commands
   (each must exist);
 * ``ci`` among those names - ``.ci/run`` runs it (``make test``);
@@ -40,12 +42,17 @@ FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<info>[\w+-]*)")
 
 @dataclass(frozen=True)
 class Block:
-    """A fenced shell block of a page and the marker above it ('' when there is none)."""
+    """A fenced shell block of a page and the marker above it ('' when there is none).
+
+    ``expected`` is the ``text`` block that follows it after a line ``prints``: what the
+    block's commands print, checked when the block is run.
+    """
 
     page: Path
     line: int
     text: str
     marker: str
+    expected: str | None = None
 
     @property
     def where(self) -> str:
@@ -67,7 +74,8 @@ def shell_blocks(page: Path) -> list[Block]:
         if m.group("info") in SHELLS:
             before = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
             marker = MARKER.match(before)
-            blocks.append(Block(page, i + 1, "\n".join(lines[i + 1:end]) + "\n", marker.group("what") if marker else ""))
+            blocks.append(Block(page, i + 1, "\n".join(lines[i + 1:end]) + "\n", marker.group("what") if marker else "",
+                                _printed(lines, end + 1)))
         i = end + 1
     return blocks
 
@@ -83,7 +91,17 @@ def _with_page_runner(block: Block) -> Block:
     runner = WHOLE_PAGE.get(block.page.relative_to(ROOT).as_posix())
     if block.marker or runner is None:
         return block
-    return Block(block.page, block.line, block.text, runner)
+    return Block(block.page, block.line, block.text, runner, block.expected)
+
+
+def _printed(lines: list[str], start: int) -> str | None:
+    """The ``text`` block after a ``prints`` line that follows a shell block, if there is one."""
+    rest = [(k, line.strip()) for k, line in enumerate(lines[start:], start) if line.strip()][:2]
+    if len(rest) == 2 and rest[0][1] == "prints" and rest[1][1] == "```text":
+        first = rest[1][0] + 1
+        end = next(k for k in range(first, len(lines)) if lines[k].strip() == "```")
+        return "\n".join(lines[first:end])
+    return None
 
 
 BLOCKS = [_with_page_runner(b) for page in PAGES for b in shell_blocks(page)]
@@ -133,11 +151,21 @@ def test_commands_not_run_are_few_and_say_why() -> None:
 
 
 @pytest.mark.parametrize("block", RUN, ids=[b.where for b in RUN])
-def test_documented_commands_run_as_written(block: Block) -> None:
+def test_documented_commands_run_as_written(block: Block, tmp_path: Path) -> None:
+    # a scratch directory that shows the repository's files: what the commands write stays there
+    for entry in ROOT.iterdir():
+        if not entry.name.startswith("."):
+            (tmp_path / entry.name).symlink_to(entry)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=ROOT, env=env,
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{block.where}:\n{block.text}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    if block.expected is not None:
+        assert done.stdout.rstrip().endswith(block.expected.rstrip()), (block.where, done.stdout)
+
+
+def test_printed_output_shown_in_the_docs_is_checked() -> None:
+    assert any(b.expected for b in RUN), "docs/cli.md shows what validate prints"
 
 
 def test_readme_is_a_front_page() -> None:
