@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-operator",
         description="Run Flyte agents as Kubernetes controllers (AgentTask custom resources).",
+        epilog="Exit codes: 0 success, 1 invalid input (or a task that did not succeed), 2 usage. "
+               "`agent-operator COMMAND --help` explains a command; docs/cli.md has examples.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
                         help="print the version and exit (`agent-operator version` lists the libraries too)")
