@@ -33,6 +33,9 @@ FLOORS = [
                        "accepts the attribute and never reopens a silent watch"),
     ("kubernetes", "37.0.0", "ApiClient.param_serialize / call_api (controller/api.py), from the "
                              "openapi-generator 7 client"),
+    ("flyteidl", "1.16.0", "TaskExecution.RETRYABLE_FAILED (sdk/resource.py)"),
+    ("googleapis-common-protos", "1.56.1", "google.rpc status_pb2 / error_details_pb2 importable with "
+                                           "protobuf 4 (1.56.0's generated code is refused)"),
 ]
 #: where each part of the package may take its imports from, besides the dependencies
 EXTRA_FOR_PART = {"testing": "dev", "bridges/flytekit": "flytekit"}
@@ -147,8 +150,21 @@ def test_the_apis_behind_the_floors_exist_in_the_installed_versions() -> None:
     import kopf
     from kubernetes import client
 
+    from flyteidl.core.execution_pb2 import TaskExecution
+    from google.rpc import error_details_pb2
+
     assert hasattr(kopf.OperatorSettings().watching, "inactivity_timeout")
     assert callable(getattr(client.ApiClient, "param_serialize", None))
+    assert TaskExecution.RETRYABLE_FAILED and error_details_pb2.RetryInfo
+
+
+def test_make_test_floors_pins_exactly_the_floors() -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from floors import floor_pins
+
+    pins = floor_pins(PYPROJECT["dependencies"])
+    assert "kopf==1.44" in pins and "flyteidl==1.16" in pins and len(pins) == len(PYPROJECT["dependencies"])
+    assert all("==" in pin for pin in pins), pins
 
 
 def test_license_file_matches_the_declared_licence() -> None:
