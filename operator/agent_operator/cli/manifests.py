@@ -18,7 +18,8 @@ wrong), :data:`EXIT_USAGE` (the command line is: a bad flag, a file that cannot 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,6 +38,13 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _OBJECT_KEYS = frozenset({"apiVersion", "kind"})
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def fail(command: str, problems: Iterable[object], code: int) -> int:
+    """Print each problem as ``agent-operator COMMAND: PROBLEM`` on stderr; return ``code``."""
+    for problem in problems:
+        print(f"agent-operator {command}: {problem}", file=sys.stderr)
+    return code
 
 
 class UsageError(Exception):

@@ -245,15 +245,11 @@ def run(args: argparse.Namespace) -> int:
         template = read_template(Path(args.file), args.max_bytes, args.task)
         manifest = build_manifest(template, args)
     except UsageError as e:
-        print(f"agent-operator render: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return manifests.fail("render", [e], EXIT_USAGE)
     except (ManifestError, SpecError) as e:
-        print(f"agent-operator render: {e}", file=sys.stderr)
-        return EXIT_INVALID
+        return manifests.fail("render", [e], EXIT_INVALID)
     except RenderError as e:
-        for problem in e.errors:
-            print(f"agent-operator render: {problem}", file=sys.stderr)
-        return EXIT_INVALID
+        return manifests.fail("render", e.errors, EXIT_INVALID)
     if args.output == "json":
         print(json.dumps(manifest, indent=2))
     else:

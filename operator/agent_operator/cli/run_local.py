@@ -269,17 +269,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         docs = load_manifests(args.manifests, args.recursive, args.max_bytes)
     except UsageError as e:
-        print(f"agent-operator run-local: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return manifests.fail("run-local", [e], EXIT_USAGE)
     except InvalidManifests as e:
-        for problem in e.problems:
-            print(f"agent-operator run-local: {problem}", file=sys.stderr)
-        return EXIT_INVALID
+        return manifests.fail("run-local", e.problems, EXIT_INVALID)
     try:
         agent_sources.load(args)
     except AgentLoadError as e:
-        print(f"agent-operator run-local: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return manifests.fail("run-local", [e], EXIT_USAGE)
     backend = PrintingBackend(sys.stderr if args.output != "text" else sys.stdout, verbose=True)
     state = {"interrupts": 0}
 

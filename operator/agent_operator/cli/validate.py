@@ -350,8 +350,7 @@ def run(args: argparse.Namespace, stdin: TextIO | BinaryIO | None = None, out: T
     try:
         sources = manifests.expand(args.files, recursive=args.recursive)
     except UsageError as e:
-        print(f"agent-operator validate: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return manifests.fail("validate", [e], EXIT_USAGE)
     known = None
     if not args.no_agents and not args.no_decode:
         try:
@@ -368,8 +367,7 @@ def run(args: argparse.Namespace, stdin: TextIO | BinaryIO | None = None, out: T
             text = manifests.read_source(source, _binary(raw_stdin) if source.path == "-" else None, args.max_bytes)
             results.extend(validate_text(text, source.label, options))
         except UsageError as e:
-            print(f"agent-operator validate: {e}", file=sys.stderr)
-            return EXIT_USAGE
+            return manifests.fail("validate", [e], EXIT_USAGE)
         except ManifestError as e:
             problems.append(str(e))
     if args.output == "json":
