@@ -17,7 +17,6 @@ import argparse
 import base64
 import json
 import re
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
