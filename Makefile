@@ -46,38 +46,12 @@ kubectl: controlplane ## print the path of the kubectl built from the pinned rel
 	@$(PY) -m agent_operator.testing.assets kubectl
 
 .PHONY: test
-test: controlplane docs ## run unit and integration tests against a real local control plane (and build the docs)
+test: controlplane ## run unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: install ## only the tests that need no cluster
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
-
-.PHONY: docs
-docs: install ## build the documentation site into site/ (mkdocs --strict: a broken link or nav entry fails)
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
-
-.PHONY: docs-serve
-docs-serve: install ## serve the documentation site on 127.0.0.1:8000, rebuilt on every change
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
-
-FLOORS_VENV ?= .venv-floors
-#: the unit tests that need no flytekit (the dev extra's flytekit needs a newer flyteidl than the floor)
-FLOOR_TESTS ?= tests/unit/test_cli_validate.py tests/unit/test_cli_main.py tests/unit/test_cli_run_local.py \
-  tests/unit/test_serialization_inputs.py tests/unit/test_serialization_literals.py \
-  tests/unit/test_serialization_templates.py tests/unit/test_core_reconcile.py tests/unit/test_core_parts.py \
-  tests/unit/test_sdk_base.py tests/unit/test_sdk_registry.py tests/unit/test_sdk_executor.py \
-  tests/unit/test_crd_model.py tests/unit/test_agent_sensor.py tests/unit/test_agent_webhook.py \
-  tests/unit/test_bridges_remote.py tests/unit/test_bridges_serve.py tests/unit/test_observability.py
-
-.PHONY: test-floors
-test-floors: install ## the unit tests on the lowest dependency versions pyproject.toml allows (own venv)
-	$(PYTHON) -m venv $(FLOORS_VENV)
-	$(FLOORS_VENV)/bin/pip install --quiet --upgrade pip "setuptools>=77" wheel
-	$(FLOORS_VENV)/bin/pip install --quiet $$($(PY) tests/floors.py) pytest pytest-timeout hypothesis packaging cryptography httpx
-	$(FLOORS_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
-	$(FLOORS_VENV)/bin/pip check
-	$(FLOORS_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS) $(PYTEST_ARGS)
 
 .PHONY: cluster-up
 cluster-up: controlplane ## start the local control plane in the background (kubeconfig: make -s kubeconfig)
@@ -139,3 +113,32 @@ clean: cluster-down ## remove the venv, caches and local cluster state (keeps th
 	rm -rf $(VENV) $(FLOORS_VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist site *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@echo "binary cache kept in $${AGENT_OPERATOR_CACHE:-$$HOME/.cache/agent-operator} (rm -rf it to rebuild)"
+
+# make test builds the documentation site too (a broken link or nav entry fails it)
+test: docs
+
+.PHONY: docs
+docs: install ## build the documentation site into site/ (mkdocs --strict: a broken link or nav entry fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+.PHONY: docs-serve
+docs-serve: install ## serve the documentation site on 127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
+FLOORS_VENV ?= .venv-floors
+#: the unit tests that need no flytekit (the dev extra's flytekit needs a newer flyteidl than the floor)
+FLOOR_TESTS ?= tests/unit/test_cli_validate.py tests/unit/test_cli_main.py tests/unit/test_cli_run_local.py \
+  tests/unit/test_serialization_inputs.py tests/unit/test_serialization_literals.py \
+  tests/unit/test_serialization_templates.py tests/unit/test_core_reconcile.py tests/unit/test_core_parts.py \
+  tests/unit/test_sdk_base.py tests/unit/test_sdk_registry.py tests/unit/test_sdk_executor.py \
+  tests/unit/test_crd_model.py tests/unit/test_agent_sensor.py tests/unit/test_agent_webhook.py \
+  tests/unit/test_bridges_remote.py tests/unit/test_bridges_serve.py tests/unit/test_observability.py
+
+.PHONY: test-floors
+test-floors: install ## the unit tests on the lowest dependency versions pyproject.toml allows (own venv)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/pip install --quiet --upgrade pip "setuptools>=77" wheel
+	$(FLOORS_VENV)/bin/pip install --quiet $$($(PY) tests/floors.py) pytest pytest-timeout hypothesis packaging cryptography httpx
+	$(FLOORS_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(FLOORS_VENV)/bin/pip check
+	$(FLOORS_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS) $(PYTEST_ARGS)

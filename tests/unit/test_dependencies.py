@@ -38,7 +38,16 @@ FLOORS = [
                                            "protobuf 4 (1.56.0's generated code is refused)"),
 ]
 #: where each part of the package may take its imports from, besides the dependencies
-EXTRA_FOR_PART = {"testing": "dev", "bridges/flytekit": "flytekit"}
+EXTRA_FOR_PART = {
+    "testing": "dev",
+    "bridges/flytekit": "flytekit",
+    # the Flyte 2 directions (branch interop): optional modules behind the flyte2 extra
+    "bridges/flyte2sdk": "flyte2",
+    "bridges/flyte2idl.py": "flyte2",
+    "bridges/remote/flyte2.py": "flyte2",
+    "bridges/serve/flyte2.py": "flyte2",
+    "serialization/flyte2.py": "flyte2",
+}
 #: modules imported where they are needed and only then (remote output prefixes, s3:// ...):
 #: declared in an extra of their own
 OPTIONAL_EXTRA = {"fsspec": "storage"}
@@ -107,7 +116,7 @@ def _distributions(module: str) -> set[str]:
 def _part(path: Path) -> str:
     rel = path.relative_to(PACKAGE).as_posix()
     for part in EXTRA_FOR_PART:
-        if rel.startswith(part + "/"):
+        if rel == part or rel.startswith(part + "/"):
             return part
     return ""
 
