@@ -91,29 +91,6 @@ bench-full: controlplane $(VENV)/.bench-installed ## the large benchmark scenari
 chaos: controlplane ## the full fault suite (operator kills, API server restarts, agent outages)
 	AGENT_OPERATOR_CHAOS=full $(PY) -m pytest tests/integration -m chaos $(PYTEST_ARGS)
 
-.PHONY: kind-up
-kind-up: ## (needs Docker + kind) create the kind cluster $(KIND_CLUSTER) unless it exists
-	@command -v kind >/dev/null || { echo "error: kind is required (go install sigs.k8s.io/kind@latest)" >&2; exit 1; }
-	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 120s
-
-.PHONY: kind-deploy
-kind-deploy: install ## (needs Docker + kind) build the image, load it into kind, apply manifests/overlays/kind, wait for the rollout
-	@command -v docker >/dev/null || { echo "error: docker is required" >&2; exit 1; }
-	@command -v kind >/dev/null || { echo "error: kind is required (make kind-up)" >&2; exit 1; }
-	docker build -t flyte-agent-operator:dev .
-	kind load docker-image flyte-agent-operator:dev --name $(KIND_CLUSTER)
-	@k="$$($(PY) -m agent_operator.testing.assets kubectl)"; ctx=kind-$(KIND_CLUSTER); \
-	"$$k" --context $$ctx apply --server-side -k manifests/overlays/kind; \
-	"$$k" --context $$ctx wait --for=condition=Established crd/agenttasks.flyteagents.dev --timeout=60s; \
-	"$$k" --context $$ctx -n flyte-agent-operator rollout status deployment/agent-operator --timeout=180s; \
-	echo "deployed; try: $$k --context $$ctx apply -f examples/webhook-get.yaml"
-
-.PHONY: clean
-clean: cluster-down ## remove the venv, caches and local cluster state (keeps the binary cache)
-	rm -rf $(VENV) $(FLOORS_VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist site *.egg-info
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
-	@echo "binary cache kept in $${AGENT_OPERATOR_CACHE:-$$HOME/.cache/agent-operator} (rm -rf it to rebuild)"
-
 # make test builds the documentation site too (a broken link or nav entry fails it)
 test: docs
 
@@ -142,3 +119,26 @@ test-floors: install ## the unit tests on the lowest dependency versions pyproje
 	$(FLOORS_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	$(FLOORS_VENV)/bin/pip check
 	$(FLOORS_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS) $(PYTEST_ARGS)
+
+.PHONY: kind-up
+kind-up: ## (needs Docker + kind) create the kind cluster $(KIND_CLUSTER) unless it exists
+	@command -v kind >/dev/null || { echo "error: kind is required (go install sigs.k8s.io/kind@latest)" >&2; exit 1; }
+	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 120s
+
+.PHONY: kind-deploy
+kind-deploy: install ## (needs Docker + kind) build the image, load it into kind, apply manifests/overlays/kind, wait for the rollout
+	@command -v docker >/dev/null || { echo "error: docker is required" >&2; exit 1; }
+	@command -v kind >/dev/null || { echo "error: kind is required (make kind-up)" >&2; exit 1; }
+	docker build -t flyte-agent-operator:dev .
+	kind load docker-image flyte-agent-operator:dev --name $(KIND_CLUSTER)
+	@k="$$($(PY) -m agent_operator.testing.assets kubectl)"; ctx=kind-$(KIND_CLUSTER); \
+	"$$k" --context $$ctx apply --server-side -k manifests/overlays/kind; \
+	"$$k" --context $$ctx wait --for=condition=Established crd/agenttasks.flyteagents.dev --timeout=60s; \
+	"$$k" --context $$ctx -n flyte-agent-operator rollout status deployment/agent-operator --timeout=180s; \
+	echo "deployed; try: $$k --context $$ctx apply -f examples/webhook-get.yaml"
+
+.PHONY: clean
+clean: cluster-down ## remove the venv, caches and local cluster state (keeps the binary cache)
+	rm -rf $(VENV) $(FLOORS_VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist site *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	@echo "binary cache kept in $${AGENT_OPERATOR_CACHE:-$$HOME/.cache/agent-operator} (rm -rf it to rebuild)"
