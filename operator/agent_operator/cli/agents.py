@@ -27,7 +27,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "agents", help="list the agents that are loaded (entry points, --agent specs, flytekit, remote services)"
     )
     agent_sources.add_arguments(p)
-    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
+                   help="table (default), or json/yaml for scripts")
     p.set_defaults(func=run)
 
 

@@ -43,7 +43,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="on SIGTERM, let in-flight calls finish for this long (default 10)")
     p.add_argument("--health-port", type=int, default=0, metavar="N",
                    help="serve /healthz /readyz /metrics on this port (0 = off, the default)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text, or json: one object per line (default text)")
     agent_sources.add_arguments(p)
     p.set_defaults(func=run)
 
