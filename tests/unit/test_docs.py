@@ -84,6 +84,8 @@ def shell_blocks(page: Path) -> list[Block]:
 WHOLE_PAGE = {
     "docs/plugins.md": "tests/unit/test_docs_interop.py",
     "docs/flyte2.md": "tests/unit/test_docs_interop.py",
+    "docs/image.md": "tests/integration/test_image_docs.py",
+    "docs/helm.md": "tests/integration/test_helm_docs.py",
 }
 
 
