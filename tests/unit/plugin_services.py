@@ -16,11 +16,16 @@ are the unchanged packages from the registry.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 Reply = tuple[int, dict[str, Any]]
@@ -214,3 +219,56 @@ class FakeSageMaker(LoopbackService):
     @staticmethod
     def arn(name: str) -> str:
         return f"arn:aws:sagemaker:us-east-2:000000000000:endpoint/{name}"
+
+
+# --------------------------------------------------------------------------- the tasks
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
+VENV_BIN = Path(sys.executable).parent
+OPENAI_KEY = "sk-test-0123456789"
+
+
+def serialize_plugin_tasks(work: Path) -> dict[str, Path]:
+    """Run the real ``pyflyte serialize`` on fixtures/plugins/plugin_tasks.py: task name -> TaskSpec file."""
+    pkg = work / "plugin_pkg"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    shutil.copy(FIXTURES / "plugin_tasks.py", pkg / "plugin_tasks.py")
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    subprocess.run([str(VENV_BIN / "pyflyte"), "--pkgs", "plugin_pkg", "serialize", "--image",
+                    "ghcr.io/flyteorg/flytekit:py3.11-1.16.0", "workflows", "-f", str(out)],
+                   cwd=work, check=True, capture_output=True)
+    return {pb.name.split("_", 1)[1].rsplit("_", 1)[0]: pb for pb in sorted(out.glob("*.pb"))}
+
+
+def render(spec_file: Path, name: str, inputs: dict[str, str], **spec: Any) -> dict[str, Any]:
+    """``agent-operator render`` of a pyflyte TaskSpec file, plus ``spec`` fields (camelCase)."""
+    argv = [str(VENV_BIN / "agent-operator"), "render", str(spec_file), "--name", name, "-o", "json"]
+    for key, value in inputs.items():
+        argv += ["--input", f"{key}={value}"]
+    manifest: dict[str, Any] = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    manifest["spec"].update(spec)
+    return manifest
+
+
+def openai_env(svc: FakeOpenAI) -> dict[str, str]:
+    """What points the unchanged openai client at the fake."""
+    return {"OPENAI_BASE_URL": svc.base + "/v1"}
+
+
+def sagemaker_env(svc: FakeSageMaker) -> dict[str, str]:
+    """What points the unchanged botocore client at the fake (one attempt per call: the
+    operator does the retrying)."""
+    return {"AWS_ENDPOINT_URL": svc.base, "AWS_ACCESS_KEY_ID": "AKIDLOOPBACKTEST", "AWS_SECRET_ACCESS_KEY": "loopback",
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
+
+
+def wait_for(what: str, pred: Callable[[], Any], timeout: float = 90.0) -> Any:
+    """Poll ``pred`` until it returns something truthy (a wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not reached within {timeout}s: {what}")
