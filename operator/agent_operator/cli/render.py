@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 from flyteidl.core import tasks_pb2
-from google.protobuf import json_format
 
 from agent_operator.serialization import (
     SpecError,
+    flyte2,
     literal_map_to_plain,
     load_inputs,
     load_task_spec_file,
@@ -66,6 +66,8 @@ def read_template(path: Path) -> tasks_pb2.TaskTemplate:
     except UnicodeDecodeError:
         return load_task_spec_file(data, field=str(path))
     parsed = yaml.safe_load(text) if text.strip() else None
+    if isinstance(parsed, dict) and flyte2.is_flyte2_task_spec_json(parsed):
+        return flyte2.task_template_of_spec_json(parsed, str(path))
     if isinstance(parsed, dict) and "template" in parsed and "type" not in parsed:
         return load_task_template(parsed["template"], field=f"{path}: template")
     if isinstance(parsed, dict):
@@ -132,7 +134,7 @@ def build_manifest(template: tasks_pb2.TaskTemplate, args: argparse.Namespace) -
     if args.base64:
         spec["taskTemplateBase64"] = base64.b64encode(template.SerializeToString(deterministic=True)).decode()
     else:
-        spec["taskTemplate"] = json_format.MessageToDict(template)
+        spec["taskTemplate"] = flyte2.template_json(template)
     if inputs:
         spec["inputs"] = inputs
     if args.output_prefix:
