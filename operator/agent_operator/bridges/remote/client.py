@@ -7,7 +7,7 @@ agents built on top never see a raw ``grpc.RpcError``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TypeVar
 
 import grpc
@@ -44,8 +44,12 @@ class RemoteAgentClient:
         output_prefix: str,
         inputs: literals_pb2.LiteralMap | None,
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
     ) -> bytes:
-        """``CreateTask``: start the job; returns the service's resource_meta bytes."""
+        """``CreateTask``: start the job; returns the service's resource_meta bytes.
+
+        ``secrets`` (the task's Secrets) are not sent: flyteidl 1 requests have no field for
+        them; a Flyte 1 service reads its own (:class:`Flyte2ConnectorClient` sends them)."""
         request = agent_pb2.CreateTaskRequest(template=template, output_prefix=output_prefix)
         if inputs is not None:
             request.inputs.CopyFrom(inputs)
@@ -58,7 +62,8 @@ class RemoteAgentClient:
             raise self._error(err, "CreateTask") from None
         return bytes(response.resource_meta)
 
-    async def get_task(self, category: TaskCategory, resource_meta: bytes) -> agent_pb2.Resource:
+    async def get_task(self, category: TaskCategory, resource_meta: bytes,
+                       secrets: Mapping[str, Mapping[str, str]] | None = None) -> agent_pb2.Resource:
         """``GetTask``: the job's current Resource."""
         request = agent_pb2.GetTaskRequest(
             task_type=category.name, task_category=category.to_flyte_idl(), resource_meta=resource_meta
@@ -71,7 +76,8 @@ class RemoteAgentClient:
         resource: agent_pb2.Resource = response.resource
         return resource
 
-    async def delete_task(self, category: TaskCategory, resource_meta: bytes) -> None:
+    async def delete_task(self, category: TaskCategory, resource_meta: bytes,
+                          secrets: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """``DeleteTask``: stop the job (the service must make this idempotent)."""
         request = agent_pb2.DeleteTaskRequest(
             task_type=category.name, task_category=category.to_flyte_idl(), resource_meta=resource_meta
@@ -171,3 +177,12 @@ class RemoteAgentClient:
     def close_blocking(self) -> None:
         """Close the discovery channel."""
         self.channels.close_blocking()
+
+
+def client_for(deployment: Deployment) -> RemoteAgentClient:
+    """The client speaking the deployment's protocol (flyteidl, or flyteidl2 for ``protocol: flyte2``)."""
+    if deployment.protocol == "flyte2":
+        from agent_operator.bridges.remote.flyte2 import Flyte2ConnectorClient
+
+        return Flyte2ConnectorClient(deployment)
+    return RemoteAgentClient(deployment)
