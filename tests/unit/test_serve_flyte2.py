@@ -43,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
     exe = Path(sys.executable).with_name("agent-operator")
     proc = subprocess.Popen(
         [str(exe), "serve", "connector", "--address", "127.0.0.1:0", "--port-file", str(port_file), "--grace", "1",
-         "--flytekit", "off", "--flyte2", "on", "--no-entry-points",
+         "--flytekit", "off", "--flyte2-service", "on", "--no-entry-points",
          "--agent", "flyte2_test_agents:VaultJobAgent", "--agent", "flyte2_test_agents:EchoSyncAgent"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

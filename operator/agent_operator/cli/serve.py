@@ -8,7 +8,7 @@ them on one port:
   address runs them the way it runs a ``pyflyte serve connector`` deployment;
 * to Flyte 2 as ``flyteidl2.connector`` ``AsyncConnectorService`` and
   ``ConnectorMetadataService`` (async agents only: Flyte 2 has no sync service), when
-  flyteidl2 is installed (``--flyte2``);
+  flyteidl2 is installed (``--flyte2-service``);
 * the standard ``grpc.health.v1.Health`` service.
 
 ``serve``, ``serve connector`` and ``serve agent`` are the same command (flytekit 1.16 says
@@ -45,8 +45,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     p.add_argument("what", nargs="?", choices=("connector", "agent"), default="connector",
                    help="what to serve: connector (the default; 'agent' is the same, flytekit's older name)")
-    p.add_argument("--flyte2", choices=("auto", "on", "off"), default="auto",
-                   help="also serve the Flyte 2 connector services (auto: when flyteidl2 is installed)")
+    p.add_argument("--flyte2-service", choices=("auto", "on", "off"), default="auto",
+                   help="also serve the Flyte 2 connector services on the same port (auto: when flyteidl2 is "
+                   "installed)")
     p.add_argument("--address", default="0.0.0.0:8000", metavar="HOST:PORT",
                    help="listen address (port 0 picks a free port; default 0.0.0.0:8000)")
     p.add_argument("--tls-cert-file", metavar="PEM", help="server certificate (TLS; plaintext without it)")
@@ -87,7 +88,7 @@ async def serve(args: argparse.Namespace) -> None:
     """Start the gRPC server, then wait for SIGTERM/SIGINT and stop with ``--grace``."""
     from agent_operator.bridges.serve import start_agent_server
 
-    flyte2 = {"auto": None, "on": True, "off": False}[args.flyte2]
+    flyte2 = {"auto": None, "on": True, "off": False}[args.flyte2_service]
     server = await start_agent_server(args.address, _tls(args), flyte2=flyte2)
     port = server.port
     ready = asyncio.Event()
