@@ -50,6 +50,7 @@ class Job:
     state: str
     created: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
+    polls: int = 0
 
 
 class LoopbackService:
@@ -158,9 +159,11 @@ class FakeOpenAI(LoopbackService):
 
     done_state = "completed"
 
-    def __init__(self, api_key: str) -> None:
+    def __init__(self, api_key: str, finish_after_polls: int = 0) -> None:
         super().__init__()
         self.api_key = api_key
+        #: > 0: a batch completes by itself on that many retrievals (for doc runs)
+        self.finish_after_polls = finish_after_polls
 
     def batch(self, job: Job) -> dict[str, Any]:
         return {
@@ -182,6 +185,10 @@ class FakeOpenAI(LoopbackService):
             job = self.jobs[parts[2]]
             if req.method == "POST" and parts[3:] == ["cancel"]:
                 job.cancelled, job.state = True, "cancelling"
+            elif req.method == "GET" and self.finish_after_polls and job.state == "in_progress":
+                job.polls += 1
+                if job.polls >= self.finish_after_polls:
+                    job.state = self.done_state
             return 200, self.batch(job)
         return 404, {"error": {"message": f"no route {req.method} {req.path}"}}
 
