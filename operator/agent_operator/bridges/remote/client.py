@@ -7,7 +7,7 @@ agents built on top never see a raw ``grpc.RpcError``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import grpc
@@ -21,6 +21,7 @@ from agent_operator.bridges.remote.errors import RemoteAgentError, classify_rpc_
 from agent_operator.sdk import TaskCategory
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class RemoteAgentClient:
@@ -37,6 +38,13 @@ class RemoteAgentClient:
 
     def _error(self, err: grpc.RpcError, operation: str) -> Exception:
         return classify_rpc_error(err, operation, self.endpoint)
+
+    async def _unary(self, method: Callable[..., Awaitable[R]], request: object, operation: str) -> R:
+        """One unary call with the deployment's deadline; gRPC failures leave classified."""
+        try:
+            return await method(request, timeout=self.deployment.timeout_for(operation))
+        except grpc.RpcError as err:
+            raise self._error(err, operation) from None
 
     async def create_task(
         self,
@@ -56,10 +64,7 @@ class RemoteAgentClient:
         if task_execution_metadata is not None:
             request.task_execution_metadata.CopyFrom(task_execution_metadata)
         stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channels.aio())
-        try:
-            response = await stub.CreateTask(request, timeout=self.deployment.timeout_for("CreateTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "CreateTask") from None
+        response = await self._unary(stub.CreateTask, request, "CreateTask")
         return bytes(response.resource_meta)
 
     async def get_task(self, category: TaskCategory, resource_meta: bytes,
@@ -69,10 +74,7 @@ class RemoteAgentClient:
             task_type=category.name, task_category=category.to_flyte_idl(), resource_meta=resource_meta
         )
         stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channels.aio())
-        try:
-            response = await stub.GetTask(request, timeout=self.deployment.timeout_for("GetTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "GetTask") from None
+        response = await self._unary(stub.GetTask, request, "GetTask")
         resource: agent_pb2.Resource = response.resource
         return resource
 
@@ -83,10 +85,7 @@ class RemoteAgentClient:
             task_type=category.name, task_category=category.to_flyte_idl(), resource_meta=resource_meta
         )
         stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channels.aio())
-        try:
-            await stub.DeleteTask(request, timeout=self.deployment.timeout_for("DeleteTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "DeleteTask") from None
+        await self._unary(stub.DeleteTask, request, "DeleteTask")
 
     async def execute_task_sync(
         self,

@@ -71,10 +71,7 @@ class Flyte2ConnectorClient(RemoteAgentClient):
         if task_execution_metadata is not None:
             request.task_execution_metadata.CopyFrom(convert(task_execution_metadata, c2.TaskExecutionMetadata))
         stub = s2.AsyncConnectorServiceStub(self.channels.aio())
-        try:
-            response = await stub.CreateTask(request, timeout=self.deployment.timeout_for("CreateTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "CreateTask") from None
+        response = await self._unary(stub.CreateTask, request, "CreateTask")
         return bytes(response.resource_meta)
 
     async def get_task(self, category: TaskCategory, resource_meta: bytes,
@@ -83,10 +80,7 @@ class Flyte2ConnectorClient(RemoteAgentClient):
         request = c2.GetTaskRequest(task_category=_category(category), resource_meta=resource_meta,
                                     connection=connection(category.name, secrets))
         stub = s2.AsyncConnectorServiceStub(self.channels.aio())
-        try:
-            response = await stub.GetTask(request, timeout=self.deployment.timeout_for("GetTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "GetTask") from None
+        response = await self._unary(stub.GetTask, request, "GetTask")
         return resource_from_flyte2(response.resource)
 
     async def delete_task(self, category: TaskCategory, resource_meta: bytes,
@@ -95,10 +89,7 @@ class Flyte2ConnectorClient(RemoteAgentClient):
         request = c2.DeleteTaskRequest(task_category=_category(category), resource_meta=resource_meta,
                                        connection=connection(category.name, secrets))
         stub = s2.AsyncConnectorServiceStub(self.channels.aio())
-        try:
-            await stub.DeleteTask(request, timeout=self.deployment.timeout_for("DeleteTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "DeleteTask") from None
+        await self._unary(stub.DeleteTask, request, "DeleteTask")
 
     async def execute_task_sync(self, *args: object, **kwargs: object) -> agent_pb2.Resource:
         """Flyte 2 has no sync connector service."""
