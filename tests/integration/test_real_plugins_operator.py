@@ -128,7 +128,9 @@ def test_real_plugin_runs_through_a_service_outage_to_succeeded(
         svc.start()
         svc.finish()
         done = _until(kubectl, namespace, plugin.task, "a terminal phase", lambda s: s.get("phase") in TERMINAL, op)
-    assert done["phase"] == "Succeeded", done
+        assert done["phase"] == "Succeeded", done
+        if plugin.name == "openai-batch":
+            _restart_writes_nothing(kubectl, namespace, plugin, op)
     assert "transientFailures" not in done
     if plugin.name == "openai-batch":
         result = done["outputs"]["result"]
@@ -139,6 +141,24 @@ def test_real_plugin_runs_through_a_service_outage_to_succeeded(
         assert OPENAI_KEY not in json.dumps(done)
     else:
         assert done["outputs"] == {"result": {"EndpointArn": FakeSageMaker.arn("ep-1")}}
+
+
+def _restart_writes_nothing(kubectl: Kubectl, ns: str, plugin: Plugin, op: OperatorProcess) -> None:
+    """A restarted operator decides again on the Succeeded task: the status it computes, nulls
+    included, equals the stored one, so it writes nothing.  A second task taken from apply to
+    Succeeded by the restarted operator shows it has been through its cache."""
+    before = json.loads(kubectl("-n", ns, "get", "agenttask", plugin.task, "-o", "json").stdout)
+    op.stop()
+    op.restart()
+    second = json.loads(json.dumps(plugin.manifest))
+    second["metadata"]["name"] = "batch-2"
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(second))
+    wait_for("the second batch is created", lambda: "batch_2" in plugin.svc.jobs)
+    plugin.svc.finish("batch_2")
+    _until(kubectl, ns, "batch-2", "Succeeded", lambda s: s.get("phase") == "Succeeded", op)
+    after = json.loads(kubectl("-n", ns, "get", "agenttask", plugin.task, "-o", "json").stdout)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["status"] == before["status"]
 
 
 def test_deleting_the_agenttask_cancels_the_plugins_external_job_once(
