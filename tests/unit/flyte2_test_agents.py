@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,11 @@ class VaultJobAgent(AsyncAgentBase):
         job_id = task_execution_metadata.task_execution_id.task_id.name if task_execution_metadata else "anon"
         secrets = kwargs.get("secrets") or {}
         token = secrets.get("connection", {}).get("api_key", "")
-        (job_dir / f"{job_id}.json").write_text(json.dumps({
+        tmp = job_dir / f".{job_id}.json.tmp"
+        tmp.write_text(json.dumps({
             "secret_names": sorted(secrets), "keys": sorted(secrets.get("connection", {})),
             "token_sha256": hashlib.sha256(token.encode()).hexdigest(), "output_prefix": output_prefix}))
+        os.replace(tmp, job_dir / f"{job_id}.json")  # whole, for tests reading it meanwhile
         return VaultMeta(job_dir=str(job_dir), job_id=job_id, x=int(literal_map_to_plain(inputs)["x"]))
 
     async def get(self, resource_meta: VaultMeta, **kwargs: Any) -> Resource:

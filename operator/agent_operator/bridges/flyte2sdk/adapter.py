@@ -11,8 +11,9 @@ Each call does what the SDK's own connector server does around the connector (re
   passes from a ``Connection``;
 * the connector's ``ResourceMeta`` is stored as its own ``encode()`` bytes and decoded with
   its ``metadata_type``; outputs given as Python values become literals with
-  ``TypeEngine``, typed by the template's declared outputs when it has them (the server,
-  having no template at ``GetTask``, guesses from the values).
+  ``TypeEngine``, typed from the values as the server does (``get`` has no template; when a
+  caller passes ``task_template``, its declared output types are used instead), and the
+  reconcile core then checks them against the task's interface.
 
 Connection failures anywhere in an exception's cause chain are transient, as for flytekit
 connectors.
