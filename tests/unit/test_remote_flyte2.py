@@ -96,3 +96,22 @@ def test_two_secrets_with_one_key_and_different_values_are_an_error() -> None:
     assert dict(connection("t", {"a": {"k": "1"}, "b": {"k": "1", "j": "2"}}).secrets) == {"k": "1", "j": "2"}
     with pytest.raises(SpecError, match="Secrets 'a' and 'b' both set key 'k'"):
         connection("t", {"a": {"k": "1"}, "b": {"k": "2"}})
+
+
+def test_a_flyte2_service_outage_mid_run_is_transient(tmp_path: Path) -> None:
+    path, jobs = _manifest(tmp_path)
+    with C0Server() as server:
+        proc = _run_local(path, server, tmp_path)
+        wait_for("the connector created the job", lambda: list(jobs.glob("job-*.json")))
+        wait_for("a status poll reached the connector",
+                 lambda: json.loads((jobs / "job-1.json").read_text()).get("polls", 0) >= 1)
+        server.stop()  # UNAVAILABLE from now on
+        assert proc.stderr is not None
+        seen: list[str] = []
+        wait_for("run-local reports the outage as transient",
+                 lambda: seen.append(proc.stderr.readline()) or "transient error" in seen[-1])
+        server.start()
+        (jobs / "job-1.done").write_text("")
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, "".join(seen) + err
+    assert json.loads(out)["double"]["outputs"] == {"y": 42}
