@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 from flyteidl.core import tasks_pb2
-from google.protobuf import json_format
 
 from agent_operator.cli import manifests
 from agent_operator.cli.manifests import EXIT_INVALID, EXIT_OK, EXIT_USAGE, ManifestError, UsageError
 from agent_operator.serialization import (
     SpecError,
+    flyte2,
     literal_map_to_plain,
     load_inputs,
     load_task_spec_file,
@@ -118,6 +118,8 @@ def read_template(path: Path, max_bytes: int = manifests.DEFAULT_MAX_BYTES, task
             raise SpecError(str(path), "this is an AgentTask manifest already: render takes what pyflyte writes "
                             "(a .pb file or a pyflyte package archive); check a manifest with "
                             f"`agent-operator validate {path}`")
+        if flyte2.is_flyte2_task_spec_json(doc):
+            return flyte2.task_template_of_spec_json(doc, str(path))
         if "template" in doc and "type" not in doc:
             return load_task_template(doc["template"], field=f"{path}: template")
         return load_task_template(doc, field=str(path))
@@ -230,7 +232,7 @@ def build_manifest(template: tasks_pb2.TaskTemplate, args: argparse.Namespace) -
     if args.base64:
         spec["taskTemplateBase64"] = base64.b64encode(template.SerializeToString(deterministic=True)).decode()
     else:
-        spec["taskTemplate"] = json_format.MessageToDict(template)
+        spec["taskTemplate"] = flyte2.template_json(template)
     if inputs:
         spec["inputs"] = inputs
     if args.output_prefix:
