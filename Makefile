@@ -34,6 +34,7 @@ install: $(VENV)/.installed ## create .venv and install the package with the dev
 crds: install ## regenerate crds/ from the Python model (operator/agent_operator/crd/)
 	$(PY) -m agent_operator.crd.manifest
 	$(PY) -m agent_operator.crd.manifest -o manifests/crd/agenttasks.flyteagents.dev.yaml
+	$(PY) -m agent_operator.crd.manifest -o charts/flyte-agent-operator/crds/agenttasks.flyteagents.dev.yaml
 
 .PHONY: controlplane
 controlplane: install ## build (or find cached / KUBEBUILDER_ASSETS) etcd, kube-apiserver, kube-controller-manager, kubectl
@@ -110,6 +111,35 @@ bench-full: controlplane $(VENV)/.bench-installed ## the large benchmark scenari
 chaos: controlplane ## the full fault suite (operator kills, API server restarts, agent outages)
 	AGENT_OPERATOR_CHAOS=full $(PY) -m pytest tests/integration -m chaos $(PYTEST_ARGS)
 
+# make test builds the documentation site too (a broken link or nav entry fails it)
+test: docs
+
+.PHONY: docs
+docs: install ## build the documentation site into site/ (mkdocs --strict: a broken link or nav entry fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+.PHONY: docs-serve
+docs-serve: install ## serve the documentation site on 127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
+FLOORS_VENV ?= .venv-floors
+#: the unit tests that need no flytekit (the dev extra's flytekit needs a newer flyteidl than the floor)
+FLOOR_TESTS ?= tests/unit/test_cli_validate.py tests/unit/test_cli_main.py tests/unit/test_cli_run_local.py \
+  tests/unit/test_serialization_inputs.py tests/unit/test_serialization_literals.py \
+  tests/unit/test_serialization_templates.py tests/unit/test_core_reconcile.py tests/unit/test_core_parts.py \
+  tests/unit/test_sdk_base.py tests/unit/test_sdk_registry.py tests/unit/test_sdk_executor.py \
+  tests/unit/test_crd_model.py tests/unit/test_agent_sensor.py tests/unit/test_agent_webhook.py \
+  tests/unit/test_bridges_remote.py tests/unit/test_bridges_serve.py tests/unit/test_observability.py
+
+.PHONY: test-floors
+test-floors: install ## the unit tests on the lowest dependency versions pyproject.toml allows (own venv)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/pip install --quiet --upgrade pip "setuptools>=77" wheel
+	$(FLOORS_VENV)/bin/pip install --quiet $$($(PY) tests/floors.py) pytest pytest-timeout hypothesis packaging cryptography httpx
+	$(FLOORS_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(FLOORS_VENV)/bin/pip check
+	$(FLOORS_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS) $(PYTEST_ARGS)
+
 .PHONY: kind-up
 kind-up: ## (needs Docker + kind) create the kind cluster $(KIND_CLUSTER) unless it exists
 	@command -v kind >/dev/null || { echo "error: kind is required (go install sigs.k8s.io/kind@latest)" >&2; exit 1; }
@@ -129,6 +159,41 @@ kind-deploy: install ## (needs Docker + kind) build the image, load it into kind
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, caches and local cluster state (keeps the binary cache)
-	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(FLOORS_VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist site *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@echo "binary cache kept in $${AGENT_OPERATOR_CACHE:-$$HOME/.cache/agent-operator} (rm -rf it to rebuild)"
+
+# ---- image (buildah, no daemon) and Helm chart: docs/image.md, docs/helm.md ----
+IMAGE_DEPS := buildah mmdebstrap umoci runc skopeo docker-registry
+IMAGE_TAG  ?= dev
+
+.PHONY: image-deps
+image-deps: ## install buildah, mmdebstrap, umoci, runc, skopeo and docker-registry from Debian unless present
+	@missing=""; for t in $(IMAGE_DEPS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(IMAGE_DEPS); \
+	fi
+
+.PHONY: image
+image: install image-deps ## build the Dockerfile with buildah into a cached OCI archive (prints its path and ref)
+	@$(PY) -m agent_operator.testing.image build $(IMAGE_TAG)
+
+.PHONY: image-path
+image-path: ## print the path of the image archive `make image` built for the current sources
+	@$(PY) -m agent_operator.testing.image path $(IMAGE_TAG)
+
+.PHONY: image-lock
+image-lock: install ## re-lock the image's Python dependencies (requirements/image*.lock) with uv
+	$(PIP) install --quiet 'uv==0.13.8'
+	$(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 --no-header \
+	  pyproject.toml requirements/image-build.in -o requirements/image.lock
+	$(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 --no-header \
+	  --extra flytekit pyproject.toml requirements/image-build.in -o requirements/image-flytekit.lock
+
+.PHONY: helm
+helm: install ## print the path of the helm built from its Go module (AGENT_OPERATOR_HELM brings your own)
+	@$(PY) -m agent_operator.testing.helm path
+
+# the image and helm are built (or found cached) before the tests that use them
+test: image helm

@@ -1,4 +1,4 @@
-"""An in-house batch-job service as an agent: the README's "Writing an agent" example.
+"""An in-house batch-job service as an agent: the example of docs/writing-agents.md.
 
 The service speaks plain JSON over HTTP:
 

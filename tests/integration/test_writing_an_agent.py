@@ -1,6 +1,6 @@
-"""The README's "Writing an agent" example, run for real: the example agent in
+"""The "Writing an agent" example (docs/writing-agents.md), run for real: the example agent in
 examples/agents/ loaded with ``--agent``, a real batch-job HTTP service on loopback, the real
-operator on the real API server.  The README shows the file itself, so it cannot drift."""
+operator on the real API server.  The page shows the file itself, so it cannot drift."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def test_readme_example_agent_runs_jobs_and_cancels_them(control_plane: Any, crd
     assert TOKEN not in shown and TOKEN not in log
 
 
-def test_readme_shows_the_example_agent_verbatim() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_docs_show_the_example_agent_verbatim() -> None:
+    readme = (ROOT / "docs" / "writing-agents.md").read_text()
     source = (AGENT_DIR / "batch_job_agent.py").read_text()
     assert f"```python\n{source}```" in readme

@@ -314,6 +314,8 @@ def test_without_flytekit_the_operator_loads_builtins_and_says_what_to_install()
 def test_auto_skips_flytekit_when_it_would_add_nothing_and_loads_it_for_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     AgentRegistry._REGISTRY.clear()
     AgentRegistry._METADATA.clear()
+    # the dev extra installs real plugins (openai, awssagemaker): pretend none is installed
+    monkeypatch.setattr(agent_sources, "flytekit_plugin_entry_points", lambda: [])
     agent_sources.load(_args("--no-entry-points"))
     assert AgentRegistry.agents() == []  # flytekit's sensor/webhook were not pulled in
     monkeypatch.setattr(agent_sources, "flytekit_plugin_entry_points", lambda: ["bigquery"])

@@ -14,11 +14,11 @@ from typing import Any
 from agent_operator.testing.agents import LEDGER_ENV, Ledger, agent_task_manifest, task_template
 
 
-def _cli(tmp_path: Path, manifest: dict[str, Any], *extra: str) -> subprocess.Popen[str]:
+def _cli(tmp_path: Path, manifest: dict[str, Any], *extra: str, more: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     path = tmp_path / "task.json"
     path.write_text(json.dumps(manifest))
     env = {**os.environ, LEDGER_ENV: str(tmp_path / "ledger.sqlite")}
-    argv = [sys.executable, "-m", "agent_operator.cli.main", "run-local", str(path), "--no-entry-points",
+    argv = [sys.executable, "-m", "agent_operator.cli.main", "run-local", str(path), *more, "--no-entry-points",
             "--agent", "agent_operator.testing.agents:TestAsyncAgent",
             "--agent", "agent_operator.testing.agents:TestSyncAgent", *extra]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -42,11 +42,33 @@ def test_run_local_json_report_and_failure_exit_code(tmp_path: Path) -> None:
     assert json.loads(out)["t"]["reason"] == "AgentNotFound"
 
 
-def test_run_local_rejects_invalid_spec_naming_the_field(tmp_path: Path) -> None:
-    proc = _cli(tmp_path, agent_task_manifest("t", task_template("test-sync"), pollInterval="1ms"), "-o", "json")
-    out, _ = proc.communicate(timeout=60)
-    status = json.loads(out)["t"]
-    assert status["reason"] == "InvalidSpec" and "pollInterval" in status["message"]
+def test_run_local_refuses_invalid_manifests_listing_every_problem(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, agent_task_manifest("t", task_template("test-sync"), pollInterval="1ms", maxAttempts=0))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out == ""
+    assert "task.json:1: spec.pollInterval: spec.pollInterval must be at least 1s" in err
+    assert "task.json:1: spec.maxAttempts: must be >= 1" in err
+
+
+def test_run_local_runs_several_files_and_directories_together(tmp_path: Path) -> None:
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.json").write_text(json.dumps(agent_task_manifest(name, task_template("test-sync"))))
+    proc = _cli(tmp_path, agent_task_manifest("c", task_template("test-sync")), "-o", "json", more=(str(folder),))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert {name: s["phase"] for name, s in json.loads(out).items()} == {"a": "Succeeded", "b": "Succeeded",
+                                                                           "c": "Succeeded"}
+
+
+def test_run_local_exit_codes_for_usage_errors(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, agent_task_manifest("t", task_template("test-sync")), more=(str(tmp_path / "missing.yaml"),))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "missing.yaml: no such file or directory" in err
+    proc = _cli(tmp_path, agent_task_manifest("t", task_template("test-sync")), "--agent", "no_such_module:Agent")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "no_such_module" in err
 
 
 def test_ctrl_c_deletes_the_job_once(tmp_path: Path) -> None:
@@ -65,4 +87,4 @@ def test_ctrl_c_deletes_the_job_once(tmp_path: Path) -> None:
 def test_bad_manifest_is_reported(tmp_path: Path) -> None:
     proc = _cli(tmp_path, {"kind": "Pod", "metadata": {"name": "x"}})
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "not an AgentTask" in err
+    assert proc.returncode == 1 and "task.json:1: not an AgentTask (Pod)" in err

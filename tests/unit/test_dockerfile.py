@@ -47,7 +47,7 @@ def test_final_stage_is_slim_non_root_without_compilers() -> None:
     assert len(all_stages) >= 2, "multi-stage build"
     final = all_stages[-1]
     text = DOCKERFILE.read_text()
-    assert re.search(r"ARG PYTHON_IMAGE=python:[0-9.]+-slim", text)
+    assert re.search(r"ARG PYTHON_IMAGE=docker.io/library/python:[0-9.]+-slim", text)
     assert final[0] == "FROM ${PYTHON_IMAGE}"
     body = "\n".join(final)
     for tool in ("gcc", "g++", "build-essential", "make ", "clang", "apt-get install"):
@@ -69,3 +69,4 @@ def test_entrypoint_is_agent_operator_run_in_exec_form() -> None:
 def test_build_context_is_limited_to_the_package() -> None:
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert "*" in ignore and "!operator/" in ignore and "!pyproject.toml" in ignore
+    assert "!requirements/image.lock" in ignore

@@ -23,7 +23,7 @@ from flyteidl.core import tasks_pb2
 from agent_operator.agents.sensor import SensorAgent
 from agent_operator.agents.webhook import WebhookAgent
 from agent_operator.cli.main import main
-from agent_operator.sdk import TaskExecution
+from agent_operator.sdk import TaskExecution, TransientAgentError
 from agent_operator.serialization import literal_map_to_plain, load_inputs, load_task_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,3 +120,34 @@ def test_webhook_server_runs_as_a_script_and_answers_healthz() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_hello_example_gets_the_operators_readyz() -> None:
+    """examples/cluster/hello.yaml (the README's first AgentTask) asks the operator's own health server.
+
+    Run against the real health server on loopback: the template's URL names the operator's
+    Service, which only a cluster's DNS resolves, so the host is swapped for 127.0.0.1.
+    """
+    from agent_operator.observability.health import start_http_server
+
+    template, inputs = _load("cluster/hello.yaml")
+    url = template.custom.fields["url"].string_value
+    assert url == "http://agent-operator-metrics.flyte-agent-operator.svc:8080/readyz"
+    service = yaml.safe_load((ROOT / "manifests" / "base" / "service.yaml").read_text())
+    assert (service["metadata"]["name"], service["metadata"]["namespace"]) == ("agent-operator-metrics",
+                                                                               "flyte-agent-operator")
+    assert service["spec"]["ports"][0]["port"] == 8080
+    ready = {"now": False}
+    server = start_http_server(0, lambda: ready["now"], host="127.0.0.1")
+    try:
+        local = tasks_pb2.TaskTemplate()
+        local.CopyFrom(template)
+        local.custom.fields["url"].string_value = f"http://127.0.0.1:{server.port}/readyz"
+        with pytest.raises(TransientAgentError, match="503"):  # not ready yet: retried, not failed
+            WebhookAgent().do(local, output_prefix="", inputs=inputs)
+        ready["now"] = True
+        result = WebhookAgent().do(local, output_prefix="", inputs=inputs)
+    finally:
+        server.stop()
+    assert result.phase == TaskExecution.SUCCEEDED, result.message
+    assert literal_map_to_plain(result.outputs)["info"]["status_code"] == 200

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,8 @@ import yaml
 from agent_operator.cli.main import main
 from agent_operator.serialization import load_inputs, load_task_spec_file, load_task_template
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "flytekit"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "flytekit"
 
 
 def _render(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -79,7 +84,6 @@ def test_json_template_and_taskspec_json_files_are_accepted(capsys: pytest.Captu
         (["--input", "item_id=many", "--input", "s=x"], "inputs.item_id: expected integer, got str 'many'"),
         (["--input", "s=x"], "inputs.item_id: required input missing (expected integer)"),
         (["--input", "colour=red"], "inputs.colour: not an input of task type 'webhook'"),
-        (["--input", "novalue"], "--input novalue: expected NAME=VALUE"),
         (["--name", "Bad_Name", "--input", "s=x", "--input", "item_id=1"], "--name: 'Bad_Name' is not a valid"),
         (["--namespace", "a.b", "--input", "s=x", "--input", "item_id=1"], "--namespace: 'a.b' is not a valid"),
     ],
@@ -90,10 +94,73 @@ def test_bad_arguments_exit_1_naming_the_field(capsys: pytest.CaptureFixture[str
     assert message in err
 
 
-def test_unreadable_or_foreign_files_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_every_problem_is_reported_in_one_run(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _render(capsys, str(FIXTURES / "webhook_post.taskspec.pb"), "--name", "Bad_Name",
+                           "--input", "item_id=many", "--input", "colour=red")
+    assert rc == 1 and out == ""
+    lines = err.splitlines()
+    for message in ("--name: 'Bad_Name' is not a valid", "inputs.item_id: expected integer",
+                    "inputs.colour: not an input", "inputs.s: required input missing"):
+        assert any(message in line for line in lines), (message, lines)
+
+
+def test_malformed_input_flag_is_a_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["render", str(FIXTURES / "webhook_post.taskspec.pb"), "--input", "novalue"])
+    assert exited.value.code == 2 and "'novalue': expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_foreign_files_exit_1_and_missing_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     junk = tmp_path / "junk.pb"
     junk.write_bytes(b"\xff\xfe\x00garbage")
     rc, _, err = _render(capsys, str(junk))
     assert rc == 1 and "neither a flyteidl.admin.TaskSpec nor a flyteidl.core.TaskTemplate" in err
     rc, _, err = _render(capsys, str(tmp_path / "missing.pb"))
-    assert rc == 1 and "No such file" in err
+    assert rc == 2 and "missing.pb: cannot read: No such file" in err
+
+
+def test_an_agenttask_manifest_gets_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
+    example = ROOT / "examples" / "webhook-get.yaml"
+    rc, out, err = _render(capsys, str(example))
+    assert rc == 1 and out == ""
+    assert err.count("\n") == 1 and "this is an AgentTask manifest already" in err
+    assert f"agent-operator validate {example}" in err
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real `pyflyte package` archive of examples/flyte/demo_tasks.py (three tasks)."""
+    work = tmp_path_factory.mktemp("pkg")
+    (work / "demo_pkg").mkdir()
+    (work / "demo_pkg" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "examples" / "flyte" / "demo_tasks.py", work / "demo_pkg" / "demo_tasks.py")
+    archive = work / "flyte-package.tgz"
+    pyflyte = Path(sys.executable).parent / "pyflyte"
+    assert pyflyte.exists(), "pyflyte (flytekit, the dev extra) is needed: make install"
+    done = subprocess.run([str(pyflyte), "--pkgs", "demo_pkg", "package", "--output", str(archive), "--force"],
+                          cwd=work, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return archive
+
+
+def test_a_pyflyte_package_archive_renders_the_task_named_by_task(
+        capsys: pytest.CaptureFixture[str], package: Path) -> None:
+    with tarfile.open(package) as tar:
+        assert "1_webhook_status_1.pb" in tar.getnames()
+        spec = tar.extractfile("1_webhook_status_1.pb").read()  # type: ignore[union-attr]
+    rc, out, err = _render(capsys, str(package), "--task", "webhook_status")
+    assert rc == 0, err
+    doc = yaml.safe_load(out)
+    assert doc["metadata"] == {"name": "webhook-status"}
+    assert load_task_template(doc["spec"]["taskTemplate"]) == load_task_spec_file(spec)
+    rc, out, err = _render(capsys, str(package), "--task", "webhook_order", "--input", "order_id=7",
+                           "--input", "customer=ada")
+    assert rc == 0 and yaml.safe_load(out)["spec"]["inputs"] == {"customer": "ada", "order_id": 7}
+
+
+def test_an_archive_with_several_tasks_needs_task(capsys: pytest.CaptureFixture[str], package: Path) -> None:
+    rc, out, err = _render(capsys, str(package))
+    assert rc == 2 and out == ""
+    assert "holds 3 tasks: pick one with --task (wait_for_file, webhook_order, webhook_status)" in err
+    rc, _, err = _render(capsys, str(package), "--task", "nope")
+    assert rc == 2 and "--task nope: no task of that name" in err

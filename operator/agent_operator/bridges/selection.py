@@ -2,7 +2,7 @@
 
 Sources are ``builtin`` (everything ``agent_operator.sdk.load_agents`` registers: the
 operator's own agents, ``--agent`` specs, entry points), ``flytekit`` (the in-process
-flytekit bridge) and ``remote`` / ``remote:<deployment>`` (a remote agent service).
+flytekit bridge), ``flyte2`` (the in-process Flyte 2 connector bridge) and ``remote`` / ``remote:<deployment>`` (a remote agent service).
 
 The rule, applied by every bridge when it registers an agent:
 
@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 BUILTIN = "builtin"
 FLYTEKIT = "flytekit"
+FLYTE2 = "flyte2"
 REMOTE = "remote"
-_KINDS = (BUILTIN, FLYTEKIT, REMOTE)
+_KINDS = (BUILTIN, FLYTEKIT, FLYTE2, REMOTE)
 
 
 def parse_category(text: str) -> TaskCategory:
@@ -144,6 +145,8 @@ def source_of(agent: Agent) -> str:
     module = type(agent).__module__
     if module.startswith("agent_operator.bridges.flytekit"):
         return FLYTEKIT
+    if module.startswith("agent_operator.bridges.flyte2sdk"):
+        return FLYTE2
     if module.startswith("agent_operator.bridges.remote"):
         return f"{REMOTE}:{getattr(agent, 'deployment_id', '?')}"
     return BUILTIN
@@ -158,7 +161,7 @@ def add_selection_arg(parser: "argparse._ActionsContainer") -> None:
         action="append",
         default=[],
         metavar="TYPE[:VERSION]=SOURCE",
-        help="serve a task type only from this source: builtin, flytekit, remote or remote:<deployment> "
+        help="serve a task type only from this source: builtin, flytekit, flyte2, remote or remote:<deployment> "
         "(repeatable; unnamed types: the first loaded wins, built-ins first)",
     )
 

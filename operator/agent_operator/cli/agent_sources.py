@@ -12,8 +12,13 @@ the same way everywhere.  Sources, in loading order:
    ``flytekit.plugins``, how ``flytekitplugins-*`` register connectors), a module to load, or
    a selection naming it.  flytekit alone brings only ``sensor`` and ``webhook``, which have
    built-in equivalents, and importing it costs about a second and ~45 MB per process;
-3. remote: Flyte agent services over gRPC (``--remote-*`` flags or ``--remote-config``),
-   see :mod:`agent_operator.bridges.remote`.
+3. flyte2: connectors written with the Flyte 2 SDK, in this process
+   (``--flyte2-connectors auto|on|off``, ``--flyte2-module``), see
+   :mod:`agent_operator.bridges.flyte2sdk`; ``auto`` loads it only for an installed
+   ``flyte.connectors`` entry point, a module or a selection naming it;
+4. remote: Flyte agent services over gRPC (``--remote-*`` flags or ``--remote-config``;
+   ``--remote-protocol flyte2`` for Flyte 2 connector services), see
+   :mod:`agent_operator.bridges.remote`.
 
 When two sources claim one task type, ``--agent-source TYPE=SOURCE`` (or ``agentSources``
 in the remote config file) picks one; without it the first loaded wins, so built-ins win
@@ -82,7 +87,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="import this module so its flytekit connectors register (like `pyflyte serve connector "
         "--modules`); implies --flytekit on; repeatable",
     )
+    g2 = parser.add_argument_group("Flyte 2 connectors (in-process bridge, extra [flyte2])")
+    g2.add_argument(
+        "--flyte2-connectors",
+        choices=FLYTEKIT_MODES,
+        default="auto",
+        help="serve connectors written with the Flyte 2 SDK (flyte.connectors) in this process: auto = when a "
+        "'flyte.connectors' entry point, --flyte2-module or --agent-source ...=flyte2 needs it; on = always; "
+        "off = never",
+    )
+    g2.add_argument("--flyte2-module", action="append", default=[], metavar="MODULE",
+                    help="import this module so its Flyte 2 connectors register (like `c0 --modules`); repeatable")
     add_remote_agent_args(parser)
+
+
+def _load_flyte2(args: argparse.Namespace, selection: AgentSourceSelection) -> None:
+    """The in-process Flyte 2 connector bridge, when asked for or when a connector package is installed."""
+    from agent_operator.bridges.flyte2sdk import FLYTE2, INSTALL_HINT, connector_entry_points, sdk_available
+
+    mode = getattr(args, "flyte2_connectors", "auto")
+    modules = getattr(args, "flyte2_module", []) or []
+    wanted = mode == "on" or bool(modules) or any(v == FLYTE2 for v in selection.choices.values())
+    if wanted and mode == "off":
+        raise AgentLoadError("--flyte2-module / --agent-source ...=flyte2 need the Flyte 2 bridge, but "
+                             "--flyte2-connectors is off")
+    if mode == "on" or (mode == "auto" and (wanted or (sdk_available() and connector_entry_points()))):
+        if not sdk_available():
+            raise AgentLoadError(f"the Flyte 2 connector bridge was requested but the Flyte 2 SDK is not installed: "
+                                 f"{INSTALL_HINT}")
+        from agent_operator.bridges.flyte2sdk import load_flyte2_agents
+
+        load_flyte2_agents(selection, modules)
 
 
 def _flytekit_hint(category: TaskCategory) -> str | None:
@@ -133,6 +168,7 @@ def load(args: argparse.Namespace) -> None:
         log.info("flytekit bridge not loaded: no flytekit plugin is installed and nothing selects it "
                  "(flytekit's own sensor/webhook connectors have built-in equivalents; --flytekit on loads it anyway)")
 
+    _load_flyte2(args, selection)
     start_remote_pool(remote_config, selection)
 
 

@@ -1,4 +1,7 @@
-"""`agent-operator agents`: list the agents this process can load, as the operator would.
+"""`agent-operator connectors` (alias `agents`): list the connectors this process can load, as the operator would.
+
+flytekit 1.16 and Flyte 2 call them connectors; this project's SDK and older flytekit call them
+agents.  Both command names work.
 
 Loads agents exactly as ``run`` does (:mod:`agent_operator.cli.agent_sources`: entry
 points, ``--agent`` specs, the flytekit bridge, remote agent services), then prints one
@@ -24,10 +27,13 @@ from agent_operator.sdk import AgentLoadError, AgentRegistry, SyncAgentBase
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``agents`` sub-command."""
     p = sub.add_parser(
-        "agents", help="list the agents that are loaded (entry points, --agent specs, flytekit, remote services)"
+        "connectors", aliases=["agents"],
+        help="list the connectors (agents) that are loaded (entry points, --agent specs, flytekit, Flyte 2, "
+        "remote services); `agents` is the same command",
     )
     agent_sources.add_arguments(p)
-    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
+                   help="table (default), or json/yaml for scripts")
     p.set_defaults(func=run)
 
 
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         agent_sources.load(args)
     except (AgentLoadError, ValueError) as e:
-        print(f"agent-operator agents: {e}", file=sys.stderr)
+        print(f"agent-operator {getattr(args, 'command', None) or 'connectors'}: {e}", file=sys.stderr)
         return 1
     try:
         rows = describe()
@@ -75,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     elif rows:
         print(_table(rows))
     else:
-        print("no agents loaded", file=sys.stderr)
+        print("no connectors (agents) loaded", file=sys.stderr)
     return 0

@@ -1,10 +1,15 @@
-"""`agent-operator run-local agenttask.yaml`: run AgentTasks without a cluster.
+"""`agent-operator run-local FILE|DIR|- ...`: run AgentTasks without a cluster.
 
-The same reconcile core and runner as the operator, with an in-memory backend: the spec
-is checked as the API server would, the agent is driven to a terminal phase, and every
-change (phase, message, log links) is printed as it happens, then the outputs.  Ctrl-C
-stops the job the way ``kubectl delete`` would (the agent's ``delete``, unless the task
-already finished or says ``deletionPolicy: Orphan``); a second Ctrl-C exits at once.
+The same reconcile core and runner as the operator, with an in-memory backend: every
+manifest is checked first as the API server would (every problem listed, nothing runs
+if one is found), each agent is driven to a terminal phase, and every change (phase,
+message, log links) is printed as it happens, then the outputs.  Ctrl-C stops the jobs
+the way `kubectl delete` would (the agent's delete, unless the task already finished or
+says deletionPolicy: Orphan); a second Ctrl-C exits at once.
+
+Exit codes: 0 every task Succeeded, 1 a manifest is invalid or a task did not succeed,
+2 usage (a bad flag, a file that cannot be read, an agent that cannot be loaded),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import yaml
 
+from agent_operator.cli import manifests
+from agent_operator.cli.manifests import EXIT_INVALID, EXIT_OK, EXIT_USAGE, ManifestError, UsageError
 from agent_operator.crd import names
 
 EXIT_INTERRUPTED = 130
@@ -33,15 +40,22 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     from agent_operator.cli import agent_sources
     from agent_operator.cli.run import _seconds
 
-    p = sub.add_parser("run-local", help="run AgentTask manifests in this process, without a cluster")
-    p.add_argument("manifest", help="AgentTask YAML/JSON file ('-' for stdin); several documents run together")
+    p = sub.add_parser("run-local", help="run AgentTask manifests in this process, without a cluster",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("manifests", nargs="+", metavar="FILE",
+                   help="AgentTask YAML/JSON files or directories of them ('-' for stdin); all their tasks run together")
+    p.add_argument("-R", "--recursive", action="store_true", help="also read the subdirectories of a directory")
+    p.add_argument("--max-bytes", type=int, default=manifests.DEFAULT_MAX_BYTES, metavar="N",
+                   help=f"refuse a file larger than N bytes before parsing it (default {manifests.DEFAULT_MAX_BYTES})")
     agent_sources.add_arguments(p)
     p.add_argument("--secret-dir", metavar="DIR",
                    help="spec.secretRefs are read from DIR/<secret name>/<key> files (as Kubernetes mounts them)")
     p.add_argument("--default-poll-interval", type=_seconds, default=5.0, metavar="S",
                    help="poll interval when neither the AgentTask nor the agent sets one (default 5s)")
-    p.add_argument("--call-timeout", type=_seconds, default=60.0, metavar="S")
-    p.add_argument("--do-timeout", type=_seconds, default=300.0, metavar="S")
+    p.add_argument("--call-timeout", type=_seconds, default=60.0, metavar="S",
+                   help="bound on one create/get/delete call (default 60s)")
+    p.add_argument("--do-timeout", type=_seconds, default=300.0, metavar="S",
+                   help="bound on one sync do call (default 300s)")
     p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text",
                    help="final report format (text also prints changes as they happen)")
     p.set_defaults(func=run)
@@ -97,17 +111,56 @@ class PrintingBackend:
         self._say(view, f"outputs stored at {ref}")
 
 
-def load_manifests(path: str) -> list[dict[str, Any]]:
-    """AgentTask documents from a file (or stdin); other kinds are an error."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    docs = [d for d in yaml.safe_load_all(text) if d]
-    if not docs:
-        raise ValueError(f"{path}: no documents")
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, dict) or doc.get("kind") != names.KIND:
-            raise ValueError(f"{path}: document {i + 1} is not an {names.KIND}")
-        if not (doc.get("metadata") or {}).get("name"):
-            raise ValueError(f"{path}: document {i + 1} has no metadata.name")
+class InvalidManifests(Exception):
+    """Documents that an API server would refuse: one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_manifests(paths: list[str], recursive: bool = False, max_bytes: int = manifests.DEFAULT_MAX_BYTES,
+                   stdin: BinaryIO | None = None) -> list[dict[str, Any]]:
+    """The AgentTasks of every file, each checked as the API server would check it on create.
+
+    Every problem of every document is collected first (:class:`InvalidManifests`); a file
+    that cannot be read is a :class:`~agent_operator.cli.manifests.UsageError`.
+    """
+    from agent_operator.cli.validate import admission_findings
+
+    docs: list[dict[str, Any]] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for source in manifests.expand(paths, recursive):
+        try:
+            text = manifests.read_source(source, stdin if stdin is not None else sys.stdin.buffer, max_bytes)
+            found = manifests.load_documents(text, source.label)
+        except ManifestError as e:
+            problems.append(str(e))
+            continue
+        if not found:
+            problems.append(f"{source.label}: no documents")
+        for i, doc in enumerate(found, start=1):
+            where = f"{source.label}:{i}"
+            if not isinstance(doc, dict) or doc.get("kind") != names.KIND:
+                kind = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+                problems.append(f"{where}: not an {names.KIND} ({kind}); run-local runs AgentTasks only")
+                continue
+            _, errors = admission_findings(doc)
+            problems.extend(f"{where}: {e.field}: {e.message}" for e in errors)
+            if errors:
+                continue
+            meta = doc.get("metadata") or {}
+            key = str(meta.get("name") or "")  # the report is keyed by name
+            if not key:
+                problems.append(f"{where}: metadata.name: required (run-local cannot generate names)")
+            elif key in seen:
+                problems.append(f"{where}: metadata.name: {key!r} is also used at {seen[key]}")
+            else:
+                seen[key] = where
+                docs.append(doc)
+    if problems:
+        raise InvalidManifests(problems)
     return docs
 
 
@@ -214,11 +267,15 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        docs = load_manifests(args.manifest)
+        docs = load_manifests(args.manifests, args.recursive, args.max_bytes)
+    except UsageError as e:
+        return manifests.fail("run-local", [e], EXIT_USAGE)
+    except InvalidManifests as e:
+        return manifests.fail("run-local", e.problems, EXIT_INVALID)
+    try:
         agent_sources.load(args)
-    except (AgentLoadError, ValueError, OSError, yaml.YAMLError) as e:
-        print(f"agent-operator run-local: {e}", file=sys.stderr)
-        return 1
+    except AgentLoadError as e:
+        return manifests.fail("run-local", [e], EXIT_USAGE)
     backend = PrintingBackend(sys.stderr if args.output != "text" else sys.stdout, verbose=True)
     state = {"interrupts": 0}
 
@@ -244,4 +301,4 @@ def run(args: argparse.Namespace) -> int:
     _report(statuses, args.output, sys.stdout)
     if state["interrupts"]:
         return EXIT_INTERRUPTED
-    return 0 if all(s.get("phase") == "Succeeded" for s in statuses.values()) else 1
+    return EXIT_OK if all(s.get("phase") == "Succeeded" for s in statuses.values()) else EXIT_INVALID

@@ -1,9 +1,19 @@
-"""`agent-operator serve`: this process's agents as a Flyte agent service (gRPC).
+"""`agent-operator serve connector`: this process's agents as a Flyte connector service (gRPC).
 
 Loads agents exactly as ``run`` does (:mod:`agent_operator.cli.agent_sources`) and serves
-them as flyteidl ``AsyncAgentService``, ``SyncAgentService`` and ``AgentMetadataService``,
-so a FlytePropeller whose ``agent-service`` plugin points at this address runs them the
-way it runs a ``pyflyte serve connector`` deployment.  No Kubernetes access is needed.
+them on one port:
+
+* to Flyte 1 as flyteidl ``AsyncAgentService``, ``SyncAgentService`` and
+  ``AgentMetadataService``, so a FlytePropeller whose ``agent-service`` plugin points at this
+  address runs them the way it runs a ``pyflyte serve connector`` deployment;
+* to Flyte 2 as ``flyteidl2.connector`` ``AsyncConnectorService`` and
+  ``ConnectorMetadataService`` (async agents only: Flyte 2 has no sync service), when
+  flyteidl2 is installed (``--flyte2-service``);
+* the standard ``grpc.health.v1.Health`` service.
+
+``serve``, ``serve connector`` and ``serve agent`` are the same command (flytekit 1.16 says
+``pyflyte serve connector``; ``agent`` is kept for older scripts).  No Kubernetes access is
+needed.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_operator.cli import agent_sources
-from agent_operator.sdk import AgentLoadError, AgentRegistry
+from agent_operator.sdk import AgentLoadError, AgentRegistry, SyncAgentBase
 
 if TYPE_CHECKING:
     from agent_operator.bridges.serve import ServerTLS
@@ -29,10 +39,15 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     """Add the ``serve`` sub-command."""
     p = sub.add_parser(
         "serve",
-        help="serve the loaded agents to FlytePropeller as a Flyte agent service (gRPC)",
+        help="serve the loaded agents as a Flyte connector service (gRPC; Flyte 1 and Flyte 2)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("what", nargs="?", choices=("connector", "agent"), default="connector",
+                   help="what to serve: connector (the default; 'agent' is the same, flytekit's older name)")
+    p.add_argument("--flyte2-service", choices=("auto", "on", "off"), default="auto",
+                   help="also serve the Flyte 2 connector services on the same port (auto: when flyteidl2 is "
+                   "installed)")
     p.add_argument("--address", default="0.0.0.0:8000", metavar="HOST:PORT",
                    help="listen address (port 0 picks a free port; default 0.0.0.0:8000)")
     p.add_argument("--tls-cert-file", metavar="PEM", help="server certificate (TLS; plaintext without it)")
@@ -43,7 +58,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="on SIGTERM, let in-flight calls finish for this long (default 10)")
     p.add_argument("--health-port", type=int, default=0, metavar="N",
                    help="serve /healthz /readyz /metrics on this port (0 = off, the default)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text, or json: one object per line (default text)")
     agent_sources.add_arguments(p)
     p.set_defaults(func=run)
 
@@ -73,7 +89,9 @@ async def serve(args: argparse.Namespace) -> None:
     """Start the gRPC server, then wait for SIGTERM/SIGINT and stop with ``--grace``."""
     from agent_operator.bridges.serve import start_agent_server
 
-    server, port = await start_agent_server(args.address, _tls(args))
+    flyte2 = {"auto": None, "on": True, "off": False}[args.flyte2_service]
+    server = await start_agent_server(args.address, _tls(args), flyte2=flyte2)
+    port = server.port
     ready = asyncio.Event()
     health = None
     if args.health_port:
@@ -88,8 +106,11 @@ async def serve(args: argparse.Namespace) -> None:
     if args.port_file:
         args.port_file.write_text(f"{port}\n")
     ready.set()
+    flyte2_types = ", ".join(sorted(f"{a.task_category}" for a in AgentRegistry.agents()
+                                    if not isinstance(a, SyncAgentBase))) or "none"
+    served = f"; Flyte 2 connector task types: {flyte2_types}" if len(server.services) > 3 else ""
     print(f"agent-operator serve: listening on port {port} ({'TLS' if args.tls_cert_file else 'plaintext'}); "
-          f"task types: {types}", flush=True)
+          f"task types: {types}{served}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -109,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         asyncio.run(serve(args))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:
         print(f"agent-operator serve: {e}", file=sys.stderr)
         return 1
     finally:

@@ -126,11 +126,17 @@ class KubeApi:
         body: dict[str, Any] = await self._request("PATCH", self._task_path(namespace, name), patch, ctype)
         return body
 
-    async def patch_status(self, namespace: str, name: str, status_patch: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge patch of the status subresource."""
+    async def patch_status(self, namespace: str, name: str,
+                           status_patch: Mapping[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+        """Merge patch (a dict: the status fields) or JSON patch (a list of operations on the
+        object) of the status subresource."""
         hooks.record_api_write("patch", f"{names.PLURAL}/status")
-        body: dict[str, Any] = await self._request("PATCH", self._task_path(namespace, name, "status"),
-                                                   {"status": dict(status_patch)}, "application/merge-patch+json")
+        path = self._task_path(namespace, name, "status")
+        if isinstance(status_patch, list):
+            json_patched: dict[str, Any] = await self._request("PATCH", path, status_patch, "application/json-patch+json")
+            return json_patched
+        body: dict[str, Any] = await self._request("PATCH", path, {"status": dict(status_patch)},
+                                                   "application/merge-patch+json")
         return body
 
     async def crd_served(self) -> bool:

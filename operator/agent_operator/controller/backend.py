@@ -40,6 +40,33 @@ def merge_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
     return patch
 
 
+def contains_null(value: Any) -> bool:
+    """Whether JSON ``value`` holds a null anywhere."""
+    if value is None:
+        return True
+    if isinstance(value, Mapping):
+        return any(contains_null(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(contains_null(v) for v in value)
+    return False
+
+
+def status_write(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """The patch turning stored status ``old`` into ``new``; None when they are equal.
+
+    A JSON merge patch (only the difference) unless a changed value holds a JSON null (an
+    output the agent returned as None): merge patch reads every null as "delete", so that
+    write is a JSON patch replacing the status, which stores the null as it is.  The stored
+    status then equals the computed one, so nothing is written again on the next pass."""
+    patch = merge_diff(old, new)
+    if not patch:
+        return None
+    changed = {k: v for k, v in new.items() if k in patch}
+    if contains_null(changed):
+        return [{"op": "add", "path": "/status", "value": dict(new)}]
+    return patch
+
+
 class KubeBackend:
     """Applies one controller's decisions to the API server."""
 
@@ -73,8 +100,8 @@ class KubeBackend:
 
     async def write_status(self, view: TaskView, status: Mapping[str, Any]) -> TaskView:
         """Merge-patch the status subresource with the difference to what is stored."""
-        patch = merge_diff(view.status, status)
-        if not patch:
+        patch = status_write(view.status, status)
+        if patch is None:
             return view
         body = await self.api.patch_status(view.namespace, view.name, patch)
         self.controller.remember(body)

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from agent_operator.crd.fields import InvalidField
 from agent_operator.crd.phases import Phase, Reason
 from agent_operator.sdk import FlyteAgentNotFound, Resource, TaskExecution, TransientAgentError
+from agent_operator.sdk.errors import cause_chain
 from agent_operator.serialization import SpecError, literal_map_to_plain
 
 #: flyteidl TaskExecution.Phase -> status.phase (RETRYABLE_FAILED and UNDEFINED are decisions, not phases)
@@ -68,14 +69,30 @@ class Classified:
     retry_after: float | None = None
 
 
+#: exception types that mean "the service could not be reached / did not answer in time";
+#: found anywhere along an error's cause chain they make it transient
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 def classify(exc: BaseException) -> Classified:
-    """Transient errors are retried; everything else fails the task with a reason."""
-    if isinstance(exc, TransientAgentError):
-        return Classified(ErrorKind.TRANSIENT, Reason.AGENT_UNAVAILABLE, exc.retry_after)
+    """Transient errors are retried; everything else fails the task with a reason.
+
+    Transient: a :class:`TransientAgentError`, or any error whose cause chain holds a
+    connection error or a timeout.  Client libraries wrap an outage in their own types
+    (openai's ``APIConnectionError`` from an ``httpx.ConnectError`` from a
+    ``ConnectionRefusedError``; botocore's ``EndpointConnectionError`` from aiohttp's),
+    so the type at the top says little.  A protocol error such as an illegal header value
+    (h11's ``LocalProtocolError``, wrapped the same way) has no connection error below it
+    and stays permanent: retrying would send the same bad request again.
+    """
     if isinstance(exc, FlyteAgentNotFound):
         return Classified(ErrorKind.PERMANENT, Reason.AGENT_NOT_FOUND)
     if isinstance(exc, (SpecError, InvalidField)):
         return Classified(ErrorKind.PERMANENT, Reason.INVALID_SPEC)
+    chain = cause_chain(exc)
+    for link in chain:
+        if isinstance(link, TransientAgentError):
+            return Classified(ErrorKind.TRANSIENT, Reason.AGENT_UNAVAILABLE, link.retry_after)
+    if any(isinstance(link, CONNECTION_ERRORS) for link in chain):
+        return Classified(ErrorKind.TRANSIENT, Reason.AGENT_UNAVAILABLE)
     return Classified(ErrorKind.PERMANENT, Reason.AGENT_ERROR)
 
 
@@ -87,22 +104,24 @@ def phase_name(flyte_phase: int) -> str:
         return f"<undefined {flyte_phase}>"
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, *, keep_null: bool = False) -> Any:
     """``value`` as data the API server accepts: string keys, finite numbers (NaN and
     infinities become strings; strict JSON has no spelling for them), lists for any
     sequence or set, ``str()`` of anything else.
 
-    Keys whose value is None are left out: status is written by JSON merge patch, where
-    null means "delete", so the stored status would never equal the computed one and
-    every poll would write it again."""
+    Keys whose value is None are left out unless ``keep_null``: most of status is written
+    by JSON merge patch, where null means "delete", so the stored status would never equal
+    the computed one and every poll would write it again.  Outputs keep them
+    (``keep_null=True``): they are the user's data, a consumer indexes them by key, and the
+    controller writes a status carrying a null with a JSON patch, which keeps it."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items() if v is not None}
+        return {str(k): jsonable(v, keep_null=keep_null) for k, v in value.items() if keep_null or v is not None}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, keep_null=keep_null) for v in value]
     return str(value)
 
 
@@ -141,8 +160,9 @@ def outputs_literal_map(resource: Resource, template: tasks_pb2.TaskTemplate) ->
 
 
 def outputs_json(lm: literals_pb2.LiteralMap) -> dict[str, Any]:
-    """Plain JSON outputs for status (anything not JSON-native rendered as a string)."""
-    data: dict[str, Any] = jsonable(literal_map_to_plain(lm))
+    """Plain JSON outputs for status (anything not JSON-native rendered as a string); a
+    None output or member stays a JSON null, exactly as the agent returned it."""
+    data: dict[str, Any] = jsonable(literal_map_to_plain(lm), keep_null=True)
     return data
 
 

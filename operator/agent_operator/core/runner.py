@@ -153,6 +153,18 @@ def _with_status(view: TaskView, status: Mapping[str, Any]) -> TaskView:
     return dataclasses.replace(view, status=dict(status))
 
 
+def secret_text(secrets: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """Secret values as flytekit reads them: surrounding whitespace stripped.
+
+    ``echo TOKEN > file`` and ``kubectl create secret --from-file`` keep the file's trailing
+    newline; flytekit's ``SecretsManager.get`` strips what it reads from files and env vars,
+    and connectors rely on it (an ``Authorization`` header with a newline is illegal).  Both
+    drivers (the controller's Secret cache, run-local's ``--secret-dir``) hand their Secrets
+    to :func:`advance`, so this is the one place they are stripped.
+    """
+    return {name: {key: value.strip() for key, value in data.items()} for name, data in secrets.items()}
+
+
 async def advance(
     view: TaskView,
     make_context: Callable[[TaskView, float | None], Context],
@@ -222,7 +234,7 @@ async def advance(
         values: Mapping[str, Mapping[str, str]] = {}
         if secrets is not None:
             try:
-                values = await secrets(local)
+                values = secret_text(await secrets(local))
                 secret_values = tuple(v for data in values.values() for v in data.values())
                 ctx = context()
             except Exception as e:  # noqa: BLE001 - a missing Secret is retried like a transient error

@@ -68,3 +68,30 @@ class FlyteUserException(Exception):
 
 class AgentLoadError(ImportError):
     """An ``--agent module:Class`` spec or an entry point could not be turned into an agent."""
+
+
+#: how many linked exceptions to look at (chains are short; the bound keeps a cycle harmless)
+MAX_CAUSES = 64
+
+
+def cause_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception it wraps, nearest first: ``__cause__`` (``raise ... from
+    e``), ``__context__`` (raised while handling), and the members of an exception group.
+
+    A context hidden with ``from None`` is followed too: httpcore re-raises a connection
+    error ``from None`` after its pool bookkeeping, and that hides the
+    ``ConnectionRefusedError`` underneath, which is exactly what tells an outage apart
+    from a bad request.
+    """
+    chain: list[BaseException] = []
+    queue: list[BaseException] = [exc]
+    while queue and len(chain) < MAX_CAUSES:
+        current = queue.pop(0)
+        if any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        linked = [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            linked += list(current.exceptions)
+        queue += [e for e in linked if e is not None]
+    return chain

@@ -8,6 +8,9 @@ JSON or YAML string of one, base64 of the binary message, raw bytes, or the mess
 name, and a TaskSpec parses "successfully" as a TaskTemplate into garbage, so both
 interpretations are tried and a TaskSpec is reported with a pointer to
 ``agent-operator render`` instead of being silently misread.
+
+Flyte 2 templates (flyteidl2) are accepted too, binary or in their JSON form; see
+:mod:`agent_operator.serialization.flyte2`.
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ from flyteidl.admin import task_pb2
 from flyteidl.core import tasks_pb2
 from google.protobuf import json_format, message
 
+from agent_operator.serialization import flyte2
 from agent_operator.serialization.errors import SpecError
 
 TaskTemplate = tasks_pb2.TaskTemplate
 TaskSpec = task_pb2.TaskSpec
 
+_FLYTE2_TASKSPEC_HINT = (
+    "this is a Flyte 2 flyteidl2.task.TaskSpec, not a TaskTemplate; use its 'taskTemplate' field, or turn the "
+    "file into an AgentTask with `agent-operator render FILE --name NAME`"
+)
 _TASKSPEC_HINT = (
     "this is a flyteidl.admin.TaskSpec (what `pyflyte serialize` / `pyflyte package` write as "
     "0_<name>_1.pb), not a TaskTemplate; use its 'template' field, or turn the file into an "
@@ -91,6 +99,8 @@ def _from_binary(data: bytes, field: str) -> TaskTemplate:
     looks_like_template = template_ok and bool(template.type) and not _has_unknown_fields(template)
     if spec_ok and not looks_like_template:
         raise SpecError(field, _TASKSPEC_HINT)
+    if not looks_like_template and flyte2.load_flyte2_task_spec(data) is not None:
+        raise SpecError(field, _FLYTE2_TASKSPEC_HINT)
     if not template_ok:
         raise SpecError(field, "not a binary flyteidl.core.TaskTemplate (protobuf decode failed)")
     return template
@@ -99,11 +109,16 @@ def _from_binary(data: bytes, field: str) -> TaskTemplate:
 def _from_mapping(value: Mapping[str, Any], field: str) -> TaskTemplate:
     if "template" in value and not ({"type", "id", "interface"} & set(value)):
         raise SpecError(field, _TASKSPEC_HINT)
+    if flyte2.is_flyte2_task_spec_json(value):
+        raise SpecError(field, _FLYTE2_TASKSPEC_HINT)
+    plain = json.loads(json.dumps(value, default=str))
+    if flyte2.is_flyte2_template_json(plain, field):
+        return flyte2.template_from_flyte2_json(plain, field)
     template = TaskTemplate()
     try:
-        json_format.ParseDict(json.loads(json.dumps(value, default=str)), template)
+        json_format.ParseDict(plain, template)
     except json_format.ParseError as e:
-        raise SpecError(field, f"not a valid TaskTemplate: {e}") from e
+        raise SpecError(field, f"not a valid TaskTemplate: {e}{flyte2.flyte1_parse_hint(str(e))}") from e
     return template
 
 
@@ -145,7 +160,11 @@ def load_task_spec_file(data: bytes, field: str = "file") -> TaskTemplate:
         spec = TaskSpec()
     if spec.template.type and not _has_unknown_fields(spec):
         return spec.template
+    v2 = flyte2.load_flyte2_task_spec(data)
+    if v2 is not None:
+        return v2
     try:
         return _from_binary(data, field)
     except SpecError as e:
-        raise SpecError(field, "neither a flyteidl.admin.TaskSpec nor a flyteidl.core.TaskTemplate") from e
+        raise SpecError(field, "neither a flyteidl.admin.TaskSpec nor a flyteidl.core.TaskTemplate (nor, with "
+                               f"{flyte2.EXTRA}, a Flyte 2 flyteidl2.task.TaskSpec)") from e

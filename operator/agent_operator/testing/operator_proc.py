@@ -34,6 +34,12 @@ class OperatorProcessError(RuntimeError):
     """The operator exited or did not become ready; the message carries its log tail."""
 
 
+def _asks_for_flytekit(args: Sequence[str]) -> bool:
+    """Whether ``args`` choose the flytekit bridge's mode, name a module for it or select it."""
+    return any(a == "--flytekit" or a.startswith(("--flytekit=", "--flytekit-module")) or a.endswith("=flytekit")
+               for a in args)
+
+
 class OperatorProcess:
     """One ``agent-operator run`` child process."""
 
@@ -75,6 +81,10 @@ class OperatorProcess:
             argv += ["--agent", spec]
         if not self.entry_points:
             argv.append("--no-entry-points")
+        if not _asks_for_flytekit(self.extra_args):
+            # the dev extra installs real flytekit plugins, which `--flytekit auto` would import
+            # in every operator (measured: +5 s start, +68 MB); a test that wants them says so
+            argv += ["--flytekit", "off"]
         return argv + self.extra_args
 
     def start(self) -> "OperatorProcess":

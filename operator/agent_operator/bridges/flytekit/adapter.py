@@ -17,7 +17,8 @@ The AgentTask's Secrets (keyword ``secrets``) are visible to the connector throu
 own secret lookup for the duration of the call (:mod:`.secrets`).
 
 One deliberate difference: connection failures and timeouts raised by a connector
-(``ConnectionError``, ``TimeoutError``, httpx transport errors) become
+(``ConnectionError``, ``TimeoutError``, httpx network/timeout errors, anywhere along the
+exception's cause chain; not an illegal header, which is a bad request) become
 :class:`~agent_operator.sdk.TransientAgentError`, so the operator retries the call
 instead of failing the task.  flytekit's service would report them as INTERNAL.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib
 import inspect
 import logging
 from collections.abc import Mapping
@@ -57,29 +59,48 @@ from agent_operator.sdk import (
     TransientAgentError,
     invoke,
 )
+from agent_operator.sdk.errors import cause_chain
 
 log = logging.getLogger(__name__)
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:
-        import httpx
+    """Errors that mean the connector's service was unreachable or cut the connection.
 
-        types.append(httpx.TransportError)
-    except ImportError:  # pragma: no cover - httpx comes with the extra
-        pass
+    httpx's ``TransportError`` also covers ``LocalProtocolError`` (an illegal header value:
+    the request itself is bad) and ``UnsupportedProtocol``; those stay permanent.
+    """
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    # httpx2 is the httpx fork openai >= 3 is built on; same exception names
+    for name in ("httpx", "httpx2"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        types += [getattr(mod, attr) for attr in ("NetworkError", "TimeoutException", "RemoteProtocolError", "ProxyError")
+                  if isinstance(getattr(mod, attr, None), type)]
     return tuple(types)
 
 
 _TRANSIENT = _transient_types()
 
 
+def transient_cause(error: BaseException) -> BaseException | None:
+    """The link of ``error``'s cause chain that makes it worth retrying, or None.
+
+    Client libraries wrap transport errors in their own types (openai's
+    ``APIConnectionError`` from ``httpx.RemoteProtocolError``), so the whole chain is read,
+    as the operator's error classification reads it.
+    """
+    return next((link for link in cause_chain(error) if isinstance(link, _TRANSIENT)), None)
+
+
 async def _call(connector: Any, method: str, secrets: Mapping[str, Mapping[str, str]] | None, **kwargs: Any) -> Any:
     """Call a connector method (plain or async) with the task's secrets visible to flytekit.
 
     Plain methods run in a worker thread: they get a copy of this context, so the secrets
-    travel with them.  Connection trouble becomes TransientAgentError.
+    travel with them.  Connection trouble (anywhere in the cause chain) becomes
+    TransientAgentError.
     """
     func = getattr(connector, method)
     token = TASK_SECRETS.set(secrets or None)
@@ -87,10 +108,12 @@ async def _call(connector: Any, method: str, secrets: Mapping[str, Mapping[str, 
         if not inspect.iscoroutinefunction(func):
             func = functools.partial(contextvars.copy_context().run, func)
         return await invoke(func, **kwargs)
-    except _TRANSIENT as e:
-        raise TransientAgentError(
-            f"flytekit connector {connector.name!r} {method}: {type(e).__name__}: {e}"
-        ) from e
+    except Exception as e:
+        cause = transient_cause(e)
+        if cause is None:
+            raise
+        detail = f"{type(e).__name__}: {e}" + ("" if cause is e else f" (caused by {type(cause).__name__}: {cause})")
+        raise TransientAgentError(f"flytekit connector {connector.name!r} {method}: {detail}") from e
     finally:
         TASK_SECRETS.reset(token)
 

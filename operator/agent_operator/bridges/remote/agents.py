@@ -94,17 +94,18 @@ class RemoteAsyncAgent(_RemoteMixin, AsyncAgentBase):
         **kwargs: Any,
     ) -> OpaqueResourceMeta:
         """Forward to ``CreateTask``; the returned bytes are the job handle."""
-        data = await self.client.create_task(task_template, output_prefix, inputs, task_execution_metadata)
+        data = await self.client.create_task(task_template, output_prefix, inputs, task_execution_metadata,
+                                             kwargs.get("secrets"))
         return OpaqueResourceMeta(data=data)
 
     async def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:  # type: ignore[override]
         """Forward to ``GetTask``."""
-        pb = await self.client.get_task(self.task_category, resource_meta.encode())
+        pb = await self.client.get_task(self.task_category, resource_meta.encode(), kwargs.get("secrets"))
         return resource_from_remote(pb)
 
     async def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:  # type: ignore[override]
         """Forward to ``DeleteTask``."""
-        await self.client.delete_task(self.task_category, resource_meta.encode())
+        await self.client.delete_task(self.task_category, resource_meta.encode(), kwargs.get("secrets"))
 
     async def get_logs(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskLogsResponse:  # type: ignore[override]
         """Forward to ``GetTaskLogs`` (``lines``/``token`` keyword arguments pass through)."""

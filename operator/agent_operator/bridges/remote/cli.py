@@ -50,6 +50,9 @@ def add_remote_agent_args(parser: argparse.ArgumentParser) -> None:
         "without ID it is the default deployment (repeatable)",
     )
     g.add_argument("--remote-insecure", action="store_true", help="plaintext gRPC for --remote-endpoint services")
+    g.add_argument("--remote-protocol", choices=("flyte1", "flyte2"), default="flyte1",
+                   help="what --remote-endpoint services speak: flyte1 (flytekit connectors, `pyflyte serve "
+                   "connector`) or flyte2 (Flyte 2 connectors, `c0`); default flyte1")
     g.add_argument("--remote-ca-file", metavar="PEM", help="trusted CA for --remote-endpoint services (TLS)")
     g.add_argument("--remote-cert-file", metavar="PEM", help="client certificate (mutual TLS)")
     g.add_argument("--remote-key-file", metavar="PEM", help="client key (mutual TLS)")
@@ -77,7 +80,8 @@ def build_remote_config(args: argparse.Namespace) -> RemoteConfig:
         dep_id, sep, target = spec.partition("=")
         if not sep:
             dep_id, target = DEFAULT_DEPLOYMENT, spec
-        body: dict[str, object] = {"endpoint": target, "insecure": bool(args.remote_insecure)}
+        body: dict[str, object] = {"endpoint": target, "insecure": bool(args.remote_insecure),
+                                   "protocol": getattr(args, "remote_protocol", "flyte1") or "flyte1"}
         tls = {
             key: value
             for key, value in (

@@ -7,7 +7,7 @@ agents built on top never see a raw ``grpc.RpcError``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import grpc
@@ -21,6 +21,7 @@ from agent_operator.bridges.remote.errors import RemoteAgentError, classify_rpc_
 from agent_operator.sdk import TaskCategory
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class RemoteAgentClient:
@@ -38,49 +39,53 @@ class RemoteAgentClient:
     def _error(self, err: grpc.RpcError, operation: str) -> Exception:
         return classify_rpc_error(err, operation, self.endpoint)
 
+    async def _unary(self, method: Callable[..., Awaitable[R]], request: object, operation: str) -> R:
+        """One unary call with the deployment's deadline; gRPC failures leave classified."""
+        try:
+            return await method(request, timeout=self.deployment.timeout_for(operation))
+        except grpc.RpcError as err:
+            raise self._error(err, operation) from None
+
     async def create_task(
         self,
         template: tasks_pb2.TaskTemplate,
         output_prefix: str,
         inputs: literals_pb2.LiteralMap | None,
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
     ) -> bytes:
-        """``CreateTask``: start the job; returns the service's resource_meta bytes."""
+        """``CreateTask``: start the job; returns the service's resource_meta bytes.
+
+        ``secrets`` (the task's Secrets) are not sent: flyteidl 1 requests have no field for
+        them; a Flyte 1 service reads its own (:class:`Flyte2ConnectorClient` sends them)."""
         request = agent_pb2.CreateTaskRequest(template=template, output_prefix=output_prefix)
         if inputs is not None:
             request.inputs.CopyFrom(inputs)
         if task_execution_metadata is not None:
             request.task_execution_metadata.CopyFrom(task_execution_metadata)
         stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channels.aio())
-        try:
-            response = await stub.CreateTask(request, timeout=self.deployment.timeout_for("CreateTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "CreateTask") from None
+        response = await self._unary(stub.CreateTask, request, "CreateTask")
         return bytes(response.resource_meta)
 
-    async def get_task(self, category: TaskCategory, resource_meta: bytes) -> agent_pb2.Resource:
+    async def get_task(self, category: TaskCategory, resource_meta: bytes,
+                       secrets: Mapping[str, Mapping[str, str]] | None = None) -> agent_pb2.Resource:
         """``GetTask``: the job's current Resource."""
         request = agent_pb2.GetTaskRequest(
             task_type=category.name, task_category=category.to_flyte_idl(), resource_meta=resource_meta
         )
         stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channels.aio())
-        try:
-            response = await stub.GetTask(request, timeout=self.deployment.timeout_for("GetTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "GetTask") from None
+        response = await self._unary(stub.GetTask, request, "GetTask")
         resource: agent_pb2.Resource = response.resource
         return resource
 
-    async def delete_task(self, category: TaskCategory, resource_meta: bytes) -> None:
+    async def delete_task(self, category: TaskCategory, resource_meta: bytes,
+                          secrets: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """``DeleteTask``: stop the job (the service must make this idempotent)."""
         request = agent_pb2.DeleteTaskRequest(
             task_type=category.name, task_category=category.to_flyte_idl(), resource_meta=resource_meta
         )
         stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channels.aio())
-        try:
-            await stub.DeleteTask(request, timeout=self.deployment.timeout_for("DeleteTask"))
-        except grpc.RpcError as err:
-            raise self._error(err, "DeleteTask") from None
+        await self._unary(stub.DeleteTask, request, "DeleteTask")
 
     async def execute_task_sync(
         self,
@@ -171,3 +176,12 @@ class RemoteAgentClient:
     def close_blocking(self) -> None:
         """Close the discovery channel."""
         self.channels.close_blocking()
+
+
+def client_for(deployment: Deployment) -> RemoteAgentClient:
+    """The client speaking the deployment's protocol (flyteidl, or flyteidl2 for ``protocol: flyte2``)."""
+    if deployment.protocol == "flyte2":
+        from agent_operator.bridges.remote.flyte2 import Flyte2ConnectorClient
+
+        return Flyte2ConnectorClient(deployment)
+    return RemoteAgentClient(deployment)

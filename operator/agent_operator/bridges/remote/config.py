@@ -14,6 +14,9 @@ bare, under ``agent-service:`` or under ``plugins: {agent-service: ...}``)::
         endpoint: bigquery-agent:8000
         tls: {caFile: /etc/agent-tls/ca.crt, serverName: bigquery-agent}
         keepalive: {time: 5m, timeout: 20s}
+      flyte2:
+        endpoint: flyte2-connectors:8000
+        protocol: flyte2                # a Flyte 2 connector service (`c0`): flyteidl2, ListConnectors
     agentForTaskTypes:                  # static routes (services without ListAgents)
       bigquery_query_job_task: bigquery
       my_sync_type: {agent: bigquery, version: 1, sync: true}
@@ -40,7 +43,8 @@ from agent_operator.serialization.timefmt import to_duration
 
 #: RPCs whose deadline can be configured (propeller's names)
 OPERATIONS: frozenset[str] = frozenset(
-    {"CreateTask", "GetTask", "DeleteTask", "ExecuteTaskSync", "ListAgents", "GetTaskLogs", "GetTaskMetrics"}
+    {"CreateTask", "GetTask", "DeleteTask", "ExecuteTaskSync", "ListAgents", "ListConnectors", "GetTaskLogs",
+     "GetTaskMetrics"}
 )
 DEFAULT_DEPLOYMENT = "default"
 #: gRPC's own round_robin policy: one sub-channel per resolved address, calls rotate over them
@@ -92,6 +96,9 @@ class Deployment:
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     keepalive: KeepaliveConfig = field(default_factory=KeepaliveConfig)
     service_config: str = ROUND_ROBIN_SERVICE_CONFIG
+    #: "flyte1": flyteidl AsyncAgentService & co. (pyflyte serve connector, our serve);
+    #: "flyte2": flyteidl2.connector services (the Flyte 2 SDK's ``c0``), async only
+    protocol: str = "flyte1"
 
     def timeout_for(self, operation: str) -> float | None:
         """Deadline (seconds) of one RPC; None means no deadline."""
@@ -160,7 +167,9 @@ def _opt_str(value: Any, where: str) -> str | None:
     return value
 
 
-_DEPLOYMENT_KEYS = {"endpoint", "insecure", "tls", "defaultTimeout", "timeouts", "keepalive", "defaultServiceConfig"}
+_DEPLOYMENT_KEYS = {"endpoint", "insecure", "tls", "defaultTimeout", "timeouts", "keepalive", "defaultServiceConfig",
+                    "protocol"}
+PROTOCOLS = ("flyte1", "flyte2")
 
 
 def parse_deployment(dep_id: str, raw: Any, where: str) -> Deployment:
@@ -210,8 +219,13 @@ def parse_deployment(dep_id: str, raw: Any, where: str) -> Deployment:
         json.loads(service_config)
     except (TypeError, json.JSONDecodeError) as e:
         raise RemoteConfigError(f"{where}.defaultServiceConfig", f"not a JSON gRPC service config: {e}") from None
+    protocol = body.get("protocol", "flyte1")
+    if protocol not in PROTOCOLS:
+        raise RemoteConfigError(f"{where}.protocol", f"{protocol!r} is not one of {list(PROTOCOLS)} (flyte1: a flytekit "
+                                                     f"connector service; flyte2: a Flyte 2 connector service)")
     return Deployment(
         id=dep_id,
+        protocol=protocol,
         endpoint=endpoint,
         insecure=insecure,
         tls=tls,

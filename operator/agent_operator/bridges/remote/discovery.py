@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import grpc
 
 from agent_operator.bridges.remote.agents import RemoteAsyncAgent, RemoteSyncAgent
-from agent_operator.bridges.remote.client import RemoteAgentClient
+from agent_operator.bridges.remote.client import RemoteAgentClient, client_for
 from agent_operator.bridges.remote.config import RemoteConfig
 from agent_operator.bridges.remote.errors import RemoteAgentError
 from agent_operator.bridges.selection import REMOTE, AgentSourceSelection
@@ -44,7 +44,7 @@ class RemoteAgentPool:
     def __init__(self, config: RemoteConfig, selection: AgentSourceSelection | None = None) -> None:
         self.config = config
         self.selection = selection or AgentSourceSelection.parse((), config.agent_sources)
-        self.clients = {dep_id: RemoteAgentClient(dep) for dep_id, dep in config.deployments.items()}
+        self.clients = {dep_id: client_for(dep) for dep_id, dep in config.deployments.items()}
         self._agents: dict[tuple[str, TaskCategory, bool], RemoteAgent] = {}
         self._discovered: dict[str, dict[TaskCategory, tuple[str, bool]]] = {}
         #: deployment id -> why its last ListAgents failed (cleared when it answers)
