@@ -270,3 +270,12 @@ def test_make_cluster_up_with_a_node_and_cluster_down_removes_it(tmp_path: Path)
     assert not any((m / state["cgroup_root"].lstrip("/")).exists() for m in node_mod._cgroup_mounts())
     assert not node_mod.processes.pid_alive(state["holder_pid"])
     assert not (state_dir / "data").exists()
+
+
+def test_make_node_prereqs_is_idempotent() -> None:
+    """`make node-prereqs` (docs/node.md) finds every package installed and changes nothing."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(["make", "-s", "-C", str(root), "node-prereqs"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("node prerequisites present: containerd runc containernetworking-plugins")
+    node_mod.check_prerequisites()  # and the node finds every tool it needs
