@@ -116,8 +116,13 @@ def up(state_dir: Path, timeout: float, nodes: int = 0) -> int:
     return 1
 
 
-def down(state_dir: Path, timeout: float = 30.0) -> int:
-    """Stop the supervisor (and so the components) if it runs."""
+def down(state_dir: Path, timeout: float = 90.0) -> int:
+    """Stop the supervisor (and so the components) if it runs.
+
+    A node's stop (every container, then the control plane) takes longer than the API server
+    alone on a busy machine; a supervisor killed before it finished leaves its data directory
+    behind (and the node's leftovers to the next start's cleanup).
+    """
     state = read_state(state_dir)
     if not state:
         print("no control plane running")
