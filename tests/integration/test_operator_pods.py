@@ -8,12 +8,9 @@ operator pods calls a probe server in another pod, whose request log is the call
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import signal
 import subprocess
-import tarfile
 import time
 import uuid
 from collections import Counter
@@ -22,6 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from agent_operator.testing.image import image_archive
 from agent_operator.testing.images import PROBE_IMAGE, probe_archive
 from agent_operator.testing.podinstall import split_ref, write_overlay
 from agent_operator.testing.pytest_plugin import Cluster
@@ -34,17 +32,7 @@ WEBHOOK_TASK = (Path(__file__).resolve().parents[2] / "examples" / "webhook-get.
 
 def operator_image() -> tuple[Path, str]:
     """The image archive `make image` builds (or ``AGENT_OPERATOR_IMAGE_ARCHIVE``) and its reference."""
-    try:
-        image = importlib.import_module("agent_operator.testing.image")
-    except ImportError as exc:  # only before the image builder is merged: bring your own archive
-        env = os.environ.get("AGENT_OPERATOR_IMAGE_ARCHIVE")
-        if not env:
-            raise AssertionError("the operator image builder (agent_operator.testing.image, `make image`) "
-                                 f"is missing ({exc}) and AGENT_OPERATOR_IMAGE_ARCHIVE is unset") from exc
-        with tarfile.open(env) as tar:
-            index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
-        return Path(env), str(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])
-    archive = image.image_archive(log=lambda m: print(f"[image] {m}"))
+    archive = image_archive(log=lambda m: print(f"[image] {m}"))
     return Path(archive.path), str(archive.ref)
 
 
