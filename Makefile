@@ -60,8 +60,11 @@ node-prereqs: ## install the local node's Debian packages (containerd, runc, CNI
 	apt-get update -qq; \
 	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing
 
+# the node tests (tests/integration/test_node.py, test_operator_pods.py) run in make test
+test: node-prereqs
+
 .PHONY: test
-test: controlplane node-prereqs ## run unit and integration tests against a real local control plane
+test: controlplane ## run unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
