@@ -222,7 +222,7 @@ def test_standby_waiting_for_the_lease_reports_ready() -> None:
     from agent_operator.ha import leader
     from agent_operator.observability import health
 
-    srv = health.start_http_server(0, lambda: False, host="127.0.0.1")
+    srv = health.start_http_server(0, lambda: False, standby=leader.standby_ready, host="127.0.0.1")
 
     def readyz() -> int:
         try:

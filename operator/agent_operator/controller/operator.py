@@ -238,10 +238,8 @@ class Controller:
             return
         view = TaskView.from_body(body)
         progress = self.progress.setdefault(key, Progress())
-        logmod = hooks.logging_module()
-        ctxmgr = logmod.task_context(view.namespace, view.name, view.uid) if logmod is not None else None
-        if ctxmgr is not None:
-            ctxmgr.__enter__()
+        ctxmgr = hooks.logging_module().task_context(view.namespace, view.name, view.uid)
+        ctxmgr.__enter__()
         try:
             outcome = await advance(view, self.make_context, self.backend, progress,
                                     secrets=self.secrets_for, limits=self.options.limits,
@@ -259,8 +257,7 @@ class Controller:
             self.scheduler.schedule(key, delay)
             return
         finally:
-            if ctxmgr is not None:
-                ctxmgr.__exit__(None, None, None)
+            ctxmgr.__exit__(None, None, None)
         self.api_failures.pop(key, None)
         if outcome.action is not None:
             self.scheduler.schedule(key, outcome.action.delay, group=_group(outcome.view.spec))
