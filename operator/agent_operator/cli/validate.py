@@ -114,6 +114,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def check_decoding(task: AgentTask, result: DocumentResult, options: Options) -> None:
     """Decode template and inputs as the operator will; record what would end in InvalidSpec."""
     spec = task.spec
+    assert spec is not None, "admission_check loads the spec strictly"
     try:
         template = load_task_template(spec.template_value, field=spec.template_field)
         load_inputs(spec.inputs_value, template, field=spec.inputs_field)

@@ -22,8 +22,11 @@ from typing import Any, Protocol
 
 from agent_operator.core.answers import classify
 from agent_operator.core.identity import task_execution_metadata
-from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord, MetadataChange, TaskView
+from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord, MetadataChange
 from agent_operator.core.reconcile import Context, absorb, decide, decode_meta, sync_running
+from agent_operator.crd.phases import Phase
+from agent_operator.crd.resource import AgentTask
+from agent_operator.crd.status import AgentTaskStatus
 
 #: immediate transitions one ``advance`` may take before yielding (guards against loops)
 MAX_STEPS = 16
@@ -33,19 +36,19 @@ AGENT_CALLS = (ActionKind.CREATE, ActionKind.GET, ActionKind.DELETE, ActionKind.
 class Backend(Protocol):
     """Where decisions land (API server, memory, ...)."""
 
-    async def patch_metadata(self, view: TaskView, change: MetadataChange) -> TaskView:
+    async def patch_metadata(self, view: AgentTask, change: MetadataChange) -> AgentTask:
         """Apply finalizer / annotation changes; return the updated object."""
 
-    async def write_status(self, view: TaskView, status: Mapping[str, Any]) -> TaskView:
+    async def write_status(self, view: AgentTask, status: AgentTaskStatus) -> AgentTask:
         """Replace the status (``view.status`` is what is stored now); return the updated object."""
 
-    async def release(self, view: TaskView) -> None:
+    async def release(self, view: AgentTask) -> None:
         """Remove our finalizer (the object may then disappear)."""
 
-    async def emit(self, view: TaskView, event: EventRecord) -> None:
+    async def emit(self, view: AgentTask, event: EventRecord) -> None:
         """Record an Event about the object."""
 
-    async def store_outputs(self, view: TaskView, ref: str, data: bytes) -> None:
+    async def store_outputs(self, view: AgentTask, ref: str, data: bytes) -> None:
         """Write serialized outputs to ``ref`` (called before the status pointing at them)."""
 
 
@@ -73,7 +76,7 @@ class Progress:
 class Outcome:
     """Where ``advance`` stopped: the object as stored and the pending action (None: nothing)."""
 
-    view: TaskView
+    view: AgentTask
     action: Action | None
 
 
@@ -114,7 +117,7 @@ async def _invoke(func: Callable[..., Any], executor: Executor | None, /, **kwar
     return result
 
 
-async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
+async def call_agent(view: AgentTask, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
                      limits: CallLimits, executor: Executor | None = None) -> Answer:
     """Make the agent call ``action`` names, bounded in time; never raises."""
     prepared = ctx.prepared
@@ -125,7 +128,7 @@ async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapp
         if action.kind in (ActionKind.CREATE, ActionKind.DO):
             md = task_execution_metadata(
                 namespace=view.namespace, name=view.name, uid=view.uid, attempt=action.attempt,
-                max_attempts=prepared.spec.max_attempts, template=prepared.template, labels=view.labels,
+                max_attempts=prepared.spec.max_attempts, template=prepared.template, labels=view.metadata.labels,
                 service_account=prepared.spec.service_account_name,
             )
             method = agent.create if action.kind == ActionKind.CREATE else agent.do
@@ -149,17 +152,17 @@ async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapp
         return Answer(error=e)
 
 
-def _with_status(view: TaskView, status: Mapping[str, Any]) -> TaskView:
-    return dataclasses.replace(view, status=dict(status))
+def _with_status(view: AgentTask, status: AgentTaskStatus) -> AgentTask:
+    return dataclasses.replace(view, status=status)
 
 
 async def advance(
-    view: TaskView,
-    make_context: Callable[[TaskView, float | None], Context],
+    view: AgentTask,
+    make_context: Callable[[AgentTask, float | None], Context],
     backend: Backend,
     progress: Progress,
     *,
-    secrets: Callable[[TaskView], Any] | None = None,
+    secrets: Callable[[AgentTask], Any] | None = None,
     limits: CallLimits = CallLimits(),
     clock: Callable[[], float] = time.time,
     observe: Observer = _noop_observer,
@@ -202,7 +205,7 @@ async def advance(
                 await flush()
         for event in decision.events:
             await backend.emit(local, event)
-        if action.kind == ActionKind.DONE and answered and local.deletion_requested and local.has_finalizer:
+        if action.kind == ActionKind.DONE and answered and local.deleting and local.metadata.has_finalizer:
             # the answer ended the task, but a deleted task still owes its finalizer: the
             # echo of this status write is our own and wakes nobody, so decide again now
             await flush()
@@ -231,7 +234,7 @@ async def advance(
         started = clock()
         executor = executor_for(ctx) if executor_for is not None else None
         call = asyncio.ensure_future(call_agent(local, ctx, action, values, limits, executor))
-        if action.kind == ActionKind.DO and local.status.get("phase") != "Running":
+        if action.kind == ActionKind.DO and local.status.phase != Phase.RUNNING:
             done, _ = await asyncio.wait({call}, timeout=limits.do_progress_after)
             if not done:
                 interim = sync_running(local, ctx, clock())
@@ -247,7 +250,7 @@ async def advance(
             raise
         progress.last_call, progress.calls = started, progress.calls + 1
         kind = _error_kind(answer)
-        observe(ctx.prepared.info.name if ctx.prepared else "", action.kind.value, clock() - started, kind)
+        observe((ctx.prepared.info.name or "") if ctx.prepared else "", action.kind.value, clock() - started, kind)
         ctx = context()
         decision, answered = absorb(local, ctx, action, answer, clock()), True
     await flush()

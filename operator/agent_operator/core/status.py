@@ -5,81 +5,46 @@ helpers :mod:`~agent_operator.core.reconcile` and :mod:`~agent_operator.core.abs
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent_operator.core import answers, conditions
 from agent_operator.core.clock import format_time, parse_time
-from agent_operator.core.messages import clean, scrub_json
-from agent_operator.core.model import Action, ActionKind, Decision, EventRecord, TaskView
-from agent_operator.core.prepare import PrepareFailure, Prepared
-from agent_operator.core.signing import Signer
+from agent_operator.core.messages import clean, scrub, scrub_json
+from agent_operator.core.model import Action, ActionKind, Decision, EventRecord
+from agent_operator.core.context import Context, Settings
 from agent_operator.crd.durations import format_duration
-from agent_operator.crd.phases import TERMINAL_PHASES, Phase, Reason
+from agent_operator.crd.phases import Phase, Reason
+from agent_operator.crd.resource import AgentTask
 from agent_operator.crd.spec import AgentTaskSpec
+from agent_operator.crd.status import AgentTaskStatus
 
-MAX_INLINE_OUTPUT_BYTES = 64 * 1024
 #: upper bound on an agent's retry_after hint (seconds)
 MAX_RETRY_AFTER = 3600.0
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Operator-wide policy knobs (flags of ``agent-operator run``)."""
-
-    default_poll_interval: float = 10.0
-    min_poll_interval: float = 1.0
-    jitter: float = 0.1
-    transient_budget: int = 5
-    backoff_base: float = 1.0
-    backoff_max: float = 300.0
-    max_inline_output_bytes: int = MAX_INLINE_OUTPUT_BYTES
+__all__ = ["Context", "Settings", "backoff", "fail", "finish", "make_status", "poll_interval", "transient"]
 
 
-@dataclass(frozen=True)
-class Context:
-    """Everything besides the object that a decision depends on."""
-
-    signer: Signer
-    prepared: Prepared | None = None
-    failure: PrepareFailure | None = None
-    settings: Settings = field(default_factory=Settings)
-    #: secret values handed to the agent; scrubbed from every message
-    secret_values: tuple[str, ...] = ()
-    #: when the last agent call for this object was made (in memory; None after a restart)
-    last_call: float | None = None
-    #: when this process first handled the object (in memory)
-    first_seen: float | None = None
-
-
-def phase_of(view: TaskView) -> Phase | None:
-    try:
-        return Phase(view.status.get("phase"))
-    except ValueError:
-        return None
-
-
-def jitter(ctx: Context, view: TaskView, base: float) -> float:
+def jitter(ctx: Context, task: AgentTask, base: float) -> float:
     """Deterministic jitter per object and call, so re-deciding gives the same delay."""
-    seed = f"{view.uid}/{ctx.last_call}".encode()
+    seed = f"{task.uid}/{ctx.last_call}".encode()
     frac = int.from_bytes(hashlib.sha256(seed).digest()[:4], "big") / 2**32
     return base * ctx.settings.jitter * frac
 
 
-def spread(view: TaskView) -> float:
+def spread(task: AgentTask) -> float:
     """A stable fraction in [0, 1) per object."""
-    return int.from_bytes(hashlib.sha256(view.uid.encode()).digest()[:4], "big") / 2**32
+    return int.from_bytes(hashlib.sha256(task.uid.encode()).digest()[:4], "big") / 2**32
 
 
-def poll_interval(view: TaskView, ctx: Context) -> float:
+def poll_interval(task: AgentTask, ctx: Context) -> float:
     """Agent hint > spec.pollInterval > agent default > operator default; floored."""
     s = ctx.settings
-    chosen = answers.next_poll_hint(view.status)
+    chosen = answers.next_poll_hint(task.status.custom_info)
     if chosen is None and ctx.prepared is not None:
-        chosen = ctx.prepared.spec.poll_interval_seconds or ctx.prepared.info.poll_interval
+        chosen = ctx.prepared.spec.poll_interval_seconds or ctx.prepared.poll_interval
     return float(max(chosen or s.default_poll_interval, s.min_poll_interval))
 
 
@@ -99,98 +64,106 @@ def _spec_of(ctx: Context) -> AgentTaskSpec | None:
     return ctx.failure.spec if ctx.failure is not None else None
 
 
-def deadline_of(view: TaskView, ctx: Context) -> float | None:
+def deadline_of(task: AgentTask, ctx: Context) -> float | None:
+    """When ``spec.timeout`` runs out: counted from the first agent call (else creation)."""
     spec = _spec_of(ctx)
     seconds = spec.timeout_seconds if spec is not None else None
     if seconds is None:
         return None
-    start = view.status.get("startTime")
-    begin = parse_time(start) if isinstance(start, str) else view.creation_time
+    start = task.status.start_time
+    begin = parse_time(start) if start else task.metadata.creation_time
     return None if begin is None else begin + seconds
 
 
 def delay_from_last_call(ctx: Context, now: float, wait: float) -> float:
+    """What is left of ``wait`` since the last agent call (0 when none was made here)."""
     if ctx.last_call is None:
         return 0.0
     return max(0.0, ctx.last_call + wait - now)
 
 
-def failures_of(view: TaskView) -> int:
-    value = view.status.get("transientFailures")
-    return int(value) if isinstance(value, int) else 0
+def failures_of(task: AgentTask) -> int:
+    """Consecutive transient failures recorded in status."""
+    return task.status.transient_failures or 0
 
 
-def make_status(view: TaskView, ctx: Context, now: float, *, phase: Phase, reason: Reason | str, message: str,
-                stalled: tuple[str, str] | None = None, **fields: Any) -> dict[str, Any]:
-    """The full new status: old fields, ``fields`` (None removes), phase, reason, message, conditions."""
-    status: dict[str, Any] = {k: v for k, v in view.status.items() if k != "conditions"}
-    for key, value in fields.items():
-        if value is None:
-            status.pop(key, None)
-        else:
-            status[key] = value
+def _scrubbed(status: AgentTaskStatus, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """What the agent reported goes to status too: no Secret value may reach it."""
+    links = tuple(dataclasses.replace(link, name=scrub(link.name, secrets), uri=scrub(link.uri, secrets))
+                  for link in status.log_links)
+    return {"log_links": links,
+            "outputs": scrub_json(status.outputs, secrets) if status.outputs is not None else None,
+            "custom_info": scrub_json(status.custom_info, secrets) if status.custom_info is not None else None}
+
+
+def make_status(task: AgentTask, ctx: Context, now: float, *, phase: Phase, reason: Reason | str, message: str,
+                stalled: tuple[str, str] | None = None, **fields: Any) -> AgentTaskStatus:
+    """The full new status: the stored one with ``fields`` replaced (None / () clears a
+    field), then phase, reason, message and the kstatus conditions that follow from them."""
+    old = task.status
     message = clean(message, ctx.secret_values)
     if ctx.secret_values:
-        # what the agent reported goes to status too: no Secret value may reach it
-        for key in ("outputs", "customInfo", "logLinks"):
-            if key in status:
-                status[key] = scrub_json(status[key], ctx.secret_values)
-    status.update(phase=phase.value, reason=str(reason), message=message, observedGeneration=view.generation)
-    if ctx.prepared is not None:
-        status["agent"] = ctx.prepared.info.status()
-    if phase.terminal and "completionTime" not in status:
-        status["completionTime"] = format_time(now)
-    status.setdefault("attempt", view.attempt)
+        fields = {**fields, **_scrubbed(dataclasses.replace(old, **fields), ctx.secret_values)}
+    fields = dict(fields)
+    completion = fields.pop("completion_time", old.completion_time)
+    attempt = fields.pop("attempt", old.attempt)
+    agent = fields.pop("agent", old.agent)
     wanted = conditions.desired(phase, str(reason), message, stalled=stalled is not None,
                                 stalled_reason=stalled[0] if stalled else "",
                                 stalled_message=clean(stalled[1], ctx.secret_values) if stalled else "")
-    status["conditions"] = conditions.build(view.status.get("conditions"), wanted, generation=view.generation, now=now)
-    return status
+    # one replace: building a status is on the path of every poll
+    return dataclasses.replace(
+        old, **fields, phase=phase, reason=str(reason), message=message, observed_generation=task.generation,
+        agent=ctx.prepared.info if ctx.prepared is not None else agent,
+        completion_time=completion or (format_time(now) if phase.terminal else None),
+        attempt=attempt if attempt is not None else task.attempt,
+        conditions=conditions.build(old.conditions, wanted, generation=task.generation, now=now))
 
 
-def changed(view: TaskView, status: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return None if dict(status) == dict(view.status) else status
+def changed(task: AgentTask, status: AgentTaskStatus) -> AgentTaskStatus | None:
+    """``status`` unless it is what is stored already (then no write)."""
+    return None if status == task.status else status
 
 
-def event_for(view: TaskView, status: Mapping[str, Any]) -> tuple[EventRecord, ...]:
+def event_for(task: AgentTask, status: AgentTaskStatus) -> tuple[EventRecord, ...]:
     """One Event per phase or reason transition."""
-    old = (view.status.get("phase"), view.status.get("reason"))
-    new = (status.get("phase"), status.get("reason"))
-    if old == new:
+    if (task.status.phase, task.status.reason) == (status.phase, status.reason):
         return ()
-    failed = status.get("phase") in (Phase.FAILED.value, Phase.TIMED_OUT.value) or bool(status.get("transientFailures"))
-    final = status.get("phase") in TERMINAL_PHASES  # str enum: the stored strings match
-    return (EventRecord("Warning" if failed else "Normal", str(status.get("reason")), str(status.get("message")),
-                        final=final),)
+    failed = status.phase in (Phase.FAILED, Phase.TIMED_OUT) or bool(status.transient_failures)
+    return (EventRecord("Warning" if failed else "Normal", str(status.reason), str(status.message),
+                        final=status.terminal),)
 
 
-def finish(view: TaskView, status: dict[str, Any], action: Action, **extra: Any) -> Decision:
-    return Decision(action=action, status=changed(view, status), events=event_for(view, status), **extra)
+def finish(task: AgentTask, status: AgentTaskStatus, action: Action, **extra: Any) -> Decision:
+    """The decision to write ``status`` (if it changed), with its Event, then ``action``."""
+    return Decision(action=action, status=changed(task, status), events=event_for(task, status), **extra)
 
 
-def fail(view: TaskView, ctx: Context, now: float, reason: Reason, message: str, phase: Phase = Phase.FAILED) -> Decision:
+def fail(task: AgentTask, ctx: Context, now: float, reason: Reason, message: str,
+         phase: Phase = Phase.FAILED) -> Decision:
     """A terminal status with ``reason`` and nothing more to do."""
-    status = make_status(view, ctx, now, phase=phase, reason=reason, message=message, transientFailures=None)
-    return finish(view, status, Action(ActionKind.DONE))
+    status = make_status(task, ctx, now, phase=phase, reason=reason, message=message, transient_failures=None)
+    return finish(task, status, Action(ActionKind.DONE))
 
 
-def transient(view: TaskView, ctx: Context, now: float, what: str, error: str, retry_after: float | None,
-               action: ActionKind = ActionKind.REQUEUE) -> Decision:
+def transient(task: AgentTask, ctx: Context, now: float, what: str, error: str, retry_after: float | None,
+              action: ActionKind = ActionKind.REQUEUE) -> Decision:
     """Count a transient failure; Reconciling with the error, Stalled once over budget."""
-    n = failures_of(view) + 1
+    n = failures_of(task) + 1
     delay = backoff(n, ctx.settings, retry_after)
-    phase = phase_of(view) or Phase.PENDING
+    phase = task.status.phase or Phase.PENDING
     msg = f"{what} failed with a transient error ({n} in a row), retrying in {format_duration(delay)}: {error}"
     stalled = (str(Reason.AGENT_UNAVAILABLE), msg) if n >= ctx.settings.transient_budget else None
-    status = make_status(view, ctx, now, phase=phase, reason=Reason.AGENT_UNAVAILABLE, message=msg,
-                         stalled=stalled, transientFailures=n)
-    return finish(view, status, Action(action, delay=delay, attempt=view.attempt))
+    status = make_status(task, ctx, now, phase=phase, reason=Reason.AGENT_UNAVAILABLE, message=msg,
+                         stalled=stalled, transient_failures=n)
+    return finish(task, status, Action(action, delay=delay, attempt=task.attempt))
 
 
-def timed_out(view: TaskView, ctx: Context, now: float, detail: str) -> Decision:
+def timed_out(task: AgentTask, ctx: Context, now: float, detail: str) -> Decision:
+    """Phase TimedOut: ``spec.timeout`` elapsed (``detail`` says while doing what)."""
     spec = _spec_of(ctx)
     timeout = spec.timeout if spec is not None else "?"
-    return fail(view, ctx, now, Reason.TIMED_OUT, f"spec.timeout ({timeout}) elapsed {detail}", Phase.TIMED_OUT)
+    return fail(task, ctx, now, Reason.TIMED_OUT, f"spec.timeout ({timeout}) elapsed {detail}", Phase.TIMED_OUT)
 
 
 def format_bytes(n: int) -> str:

@@ -134,16 +134,18 @@ def model_schema(cls: type) -> dict[str, Any]:
 
 
 def dump(value: Any) -> Any:
-    """JSON form of a model value: camelCase keys, ``None`` and empty collections omitted."""
+    """JSON form of a model value: camelCase keys, ``None`` and empty lists omitted.
+
+    An empty mapping is kept: ``outputs: {}`` (a task without outputs) is not ``outputs``
+    unset, and :func:`load` reads it back as ``{}``, so ``load(dump(x)) == x``.
+    """
     if _is_model(type(value)):
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
-            if "json" not in f.metadata:
-                continue
+        for key, f, _ in _table(type(value))[0]:
             v = getattr(value, f.name)
-            if v is None or (isinstance(v, (tuple, list, dict)) and not v and not f.metadata.get("keep_empty")):
+            if v is None or (isinstance(v, (tuple, list)) and not v):
                 continue
-            out[f.metadata["json"]] = dump(v)
+            out[key] = dump(v)
         return out
     if isinstance(value, enum.Enum):
         return value.value
@@ -286,15 +288,20 @@ def find_pruned_field(value: Any, schema: Mapping[str, Any] | None, path: str = 
     return None
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_FieldTable = tuple[tuple[str, "dataclasses.Field[Any]", Any], ...]
+_TABLES: dict[type, tuple[_FieldTable, frozenset[str]]] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    """``typing.get_type_hints`` of a model class, once: it re-evaluates every annotation."""
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
+def _table(cls: type) -> tuple[_FieldTable, frozenset[str]]:
+    """(JSON name, field, type hint) of each API field of a model class and the set of JSON
+    names, computed once: ``typing.get_type_hints`` re-evaluates every annotation."""
+    table = _TABLES.get(cls)
+    if table is None:
+        hints = typing.get_type_hints(cls)
+        fields = tuple((f.metadata["json"], f, hints[f.name]) for f in dataclasses.fields(cls)
+                       if "json" in f.metadata)
+        table = _TABLES[cls] = (fields, frozenset(name for name, _, _ in fields))
+    return table
 
 
 def load(cls: type[T], raw: Any, where: str) -> T:
@@ -305,20 +312,47 @@ def load(cls: type[T], raw: Any, where: str) -> T:
     """
     if not isinstance(raw, Mapping):
         raise InvalidField(where, f"expected a mapping, got {type(raw).__name__}")
-    hints = _hints(cls)
-    by_json = {f.metadata["json"]: f for f in dataclasses.fields(cls) if "json" in f.metadata}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(by_json))
-    if unknown:
-        raise InvalidField(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(by_json))})")
+    fields, known = _table(cls)
+    if not known.issuperset(raw):
+        unknown = sorted(str(k) for k in set(raw) - known)
+        raise InvalidField(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
     kwargs: dict[str, Any] = {}
-    for key, f in by_json.items():
-        path = f"{where}.{key}"
+    for key, f, hint in fields:
         # the API server drops null values of non-nullable fields before validating
-        if raw.get(key) is None:
+        value = raw.get(key)
+        if value is None:
             if f.metadata["required"]:
-                raise InvalidField(path, "required")
+                raise InvalidField(f"{where}.{key}", "required")
             continue
-        value = _load_value(hints[f.name], raw[key], path)
+        path = f"{where}.{key}"
+        value = _load_value(hint, value, path)
         _check_bounds(f.metadata, value, path)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def load_lenient(cls: type[T], raw: Any, where: str) -> T:
+    """Like :func:`load`, but a field that does not fit is left out instead of an error.
+
+    For data the API server already validated against an older schema: what the current
+    model cannot read is treated as never written.
+    """
+    if not isinstance(raw, Mapping):
+        return cls()
+    try:
+        return load(cls, raw, where)
+    except InvalidField:
+        pass
+    kwargs: dict[str, Any] = {}
+    for key, f, hint in _table(cls)[0]:
+        value = raw.get(key)
+        if value is None:
+            continue
+        path = f"{where}.{key}"
+        try:
+            value = _load_value(hint, value, path)
+            _check_bounds(f.metadata, value, path)
+        except InvalidField:
+            continue
         kwargs[f.name] = value
     return cls(**kwargs)
