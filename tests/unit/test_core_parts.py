@@ -93,7 +93,7 @@ def test_scheduler_reruns_a_key_scheduled_while_running() -> None:
 
 
 def test_backoff_grows_exponentially_and_bounds_agent_hints() -> None:
-    from agent_operator.core.status import MAX_RETRY_AFTER, Settings, backoff
+    from agent_operator.core.transitions import MAX_RETRY_AFTER, Settings, backoff
 
     s = Settings(backoff_base=1.0, backoff_max=60.0)
     assert [backoff(n, s) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]

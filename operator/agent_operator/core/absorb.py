@@ -14,7 +14,7 @@ from agent_operator.core import answers
 from agent_operator.core.clock import format_time
 from agent_operator.core.messages import clean, describe_exception
 from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord
-from agent_operator.core.status import (
+from agent_operator.core.transitions import (
     Context,
     changed,
     deadline_of,

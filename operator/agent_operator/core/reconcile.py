@@ -21,7 +21,7 @@ from agent_operator.core.absorb import absorb
 from agent_operator.core.clock import format_time
 from agent_operator.core.model import Action, ActionKind, Decision, EventRecord, MetadataChange
 from agent_operator.core.signing import TamperedResourceMeta
-from agent_operator.core.status import (
+from agent_operator.core.transitions import (
     Context,
     Settings,
     backoff,

@@ -1,6 +1,7 @@
-"""Building the next status of an AgentTask: policy knobs, the decision context and the
-helpers :mod:`~agent_operator.core.reconcile` and :mod:`~agent_operator.core.absorb` share
-(phase/reason/message with kstatus conditions, failures, transient-error backoff, timing).
+"""Transitions of an AgentTask's status: the helpers :mod:`~agent_operator.core.reconcile`
+and :mod:`~agent_operator.core.absorb` share to build the next
+:class:`~agent_operator.crd.status.AgentTaskStatus` (phase/reason/message with kstatus
+conditions, failures, transient-error backoff, timing) and the decision that writes it.
 """
 
 from __future__ import annotations
