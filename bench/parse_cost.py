@@ -22,10 +22,8 @@ grows between two commits is a regression, whatever the machine.  Three paths:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import copy
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable

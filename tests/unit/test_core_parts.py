@@ -107,7 +107,7 @@ def test_plain_agent_methods_run_on_the_given_pool_and_async_ones_on_the_loop() 
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from agent_operator.core.runner import _invoke
+    from agent_operator.sdk.invoke import invoke as _invoke
 
     def plain() -> str:
         return threading.current_thread().name

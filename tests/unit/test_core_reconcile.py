@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 

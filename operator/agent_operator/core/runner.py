@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import inspect
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -27,6 +25,7 @@ from agent_operator.core.reconcile import Context, absorb, decide, decode_meta, 
 from agent_operator.crd.phases import Phase
 from agent_operator.crd.resource import AgentTask
 from agent_operator.crd.status import AgentTaskStatus
+from agent_operator.sdk.invoke import invoke
 
 #: immediate transitions one ``advance`` may take before yielding (guards against loops)
 MAX_STEPS = 16
@@ -103,20 +102,6 @@ def _noop_observer(agent: str, method: str, seconds: float, error: str | None) -
     return None
 
 
-async def _invoke(func: Callable[..., Any], executor: Executor | None, /, **kwargs: Any) -> Any:
-    """Like :func:`agent_operator.sdk.invoke`, with plain methods run on ``executor``.
-
-    A plain method that hangs keeps its thread after the call's time bound: with one pool
-    per agent, a hung agent can only use up its own threads, never the other agents'.
-    """
-    if inspect.iscoroutinefunction(func):
-        return await func(**kwargs)
-    result = await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, **kwargs))
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
 async def call_agent(view: AgentTask, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
                      limits: CallLimits, executor: Executor | None = None) -> Answer:
     """Make the agent call ``action`` names, bounded in time; never raises."""
@@ -132,13 +117,13 @@ async def call_agent(view: AgentTask, ctx: Context, action: Action, secrets: Map
                 service_account=prepared.spec.service_account_name,
             )
             method = agent.create if action.kind == ActionKind.CREATE else agent.do
-            coro = _invoke(method, executor, task_template=prepared.template,
+            coro = invoke(method, executor, task_template=prepared.template,
                            output_prefix=prepared.spec.output_prefix or "",
                           inputs=prepared.inputs, task_execution_metadata=md, **extra)
         else:
             meta = decode_meta(view, ctx)
             method = agent.get if action.kind == ActionKind.GET else agent.delete
-            coro = _invoke(method, executor, resource_meta=meta, **extra)
+            coro = invoke(method, executor, resource_meta=meta, **extra)
     except Exception as e:  # noqa: BLE001 - a broken handle is the agent's error, not ours
         return Answer(error=e)
     bound = limits.do_timeout if action.kind == ActionKind.DO else limits.call_timeout

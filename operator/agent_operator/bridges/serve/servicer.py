@@ -12,7 +12,6 @@ propellers that predate ``phase`` read them too.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ from agent_operator.sdk import (
     TransientAgentError,
     invoke,
 )
+from agent_operator.sdk.invoke import accepts_keyword
 from agent_operator.sdk.registry import Agent
 
 log = logging.getLogger(__name__)
@@ -148,15 +148,6 @@ async def _abort(context: Context, err: _Abort) -> NoReturn:
     await context.abort(err.code, err.details)
 
 
-def _accepts(func: Any, name: str) -> bool:
-    """Whether ``func`` takes keyword ``name`` (or ``**kwargs``): flytekit-era ``do`` methods may not."""
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
 def _decode(agent: AsyncAgentBase, data: bytes) -> Any:
     try:
         return agent.metadata_type.decode(data)
@@ -245,7 +236,7 @@ class SyncAgentServicer(agent_pb2_grpc.SyncAgentServiceServicer):
             second = await anext(request_iterator, None)
             inputs = second.inputs if second is not None and second.HasField("inputs") else None
             kwargs: dict[str, Any] = {}
-            if header.HasField("task_execution_metadata") and _accepts(agent.do, "task_execution_metadata"):
+            if header.HasField("task_execution_metadata") and accepts_keyword(agent.do, "task_execution_metadata"):
                 kwargs["task_execution_metadata"] = header.task_execution_metadata
             resource = await _call(
                 "do", category, agent.do,
