@@ -32,6 +32,7 @@ from agent_operator.crd.phases import Phase, Reason
 from agent_operator.crd.resource import AgentTask
 from agent_operator.crd.status import MAX_RESOURCE_META
 from agent_operator.sdk import ResourceMeta, TaskExecution
+from agent_operator.sdk.errors import ErrorKind
 
 
 def absorb(view: AgentTask, ctx: Context, action: Action, answer: Answer, now: float) -> Decision:
@@ -75,7 +76,7 @@ def _failed_call(view: AgentTask, ctx: Context, now: float, answer: Answer, call
     with backoff; any other error is ``permanent(reason, error text)``."""
     err = _error_text(answer, ctx, call)
     kind = answers.classify(answer.error) if answer.error is not None else None
-    if kind is None or kind.kind == answers.ErrorKind.TRANSIENT:
+    if kind is None or kind.kind == ErrorKind.TRANSIENT:
         return transient(view, ctx, now, what or call, err, kind.retry_after if kind else None)
     return permanent(kind.reason, err)
 

@@ -5,7 +5,6 @@ Kept apart from the state machine so the mapping tables can be read (and tested)
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from agent_operator.crd.fields import InvalidField
 from agent_operator.crd.phases import Phase, Reason
 from agent_operator.crd.status import MAX_CUSTOM_INFO, MAX_LOG_LINK_NAME, MAX_LOG_LINK_URI, MAX_LOG_LINKS, LogLink
 from agent_operator.sdk import FlyteAgentNotFound, Resource, TaskExecution, TransientAgentError
+from agent_operator.sdk.errors import ErrorKind
 from agent_operator.serialization import SpecError, literal_map_to_plain
 
 #: flyteidl TaskExecution.Phase -> status.phase (RETRYABLE_FAILED and UNDEFINED are decisions, not phases)
@@ -48,13 +48,6 @@ NEXT_POLL_KEY = "nextPollSeconds"
 MAX_CUSTOM_INFO_BYTES = MAX_CUSTOM_INFO
 #: longest poll interval an agent's nextPollSeconds hint can ask for (seconds)
 MAX_POLL_HINT = 86400.0
-
-
-class ErrorKind(str, enum.Enum):
-    """How the core treats an exception from an agent call."""
-
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from agent_operator.sdk import (
     TransientAgentError,
     invoke,
 )
+from agent_operator.sdk.errors import ErrorKind
 from agent_operator.sdk.invoke import accepts_keyword
 from agent_operator.sdk.registry import Agent
 
@@ -113,7 +114,7 @@ def _observe(func: Any, seconds: float, error_kind: str | None) -> None:
 async def _call(operation: str, category: TaskCategory, func: Any, **kwargs: Any) -> Any:
     """Invoke an agent method, turning its exceptions into status codes."""
     started = time.perf_counter()
-    error_kind: str | None = "permanent"
+    error_kind: str | None = ErrorKind.PERMANENT.value
     try:
         result = await invoke(func, **kwargs)
         error_kind = None
@@ -121,7 +122,7 @@ async def _call(operation: str, category: TaskCategory, func: Any, **kwargs: Any
     except _Abort:
         raise
     except TransientAgentError as e:
-        error_kind = "transient"
+        error_kind = ErrorKind.TRANSIENT.value
         raise _Abort(grpc.StatusCode.UNAVAILABLE, f"failed to {operation} {category} task (transient): {e}",
                      e.retry_after) from None
     except NotImplementedError as e:
