@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -42,6 +43,19 @@ def test_failed_phase_is_stalled_and_running_is_reconciling() -> None:
     assert running[ConditionType.RECONCILING][0] == "True" and running[ConditionType.SUCCEEDED][0] == "Unknown"
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for ``predicate`` (checked every few ms); fail after ``timeout`` seconds."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(poll(), timeout)
+
+
+def idle(sched: PollScheduler[str]) -> bool:
+    """Nothing scheduled and nothing running: no handler can run again unless scheduled."""
+    return sched.depth == 0 and sched.busy == 0
+
+
 def test_scheduler_runs_due_keys_once_each_with_bounded_concurrency() -> None:
     seen: list[str] = []
     active = 0
@@ -62,7 +76,7 @@ def test_scheduler_runs_due_keys_once_each_with_bounded_concurrency() -> None:
             sched.schedule(f"k{i}", 0.01 * (6 - i), group="a")
         sched.schedule("k0", 0.0, earliest=True)
         sched.cancel("k5")
-        await asyncio.sleep(0.3)
+        await until(lambda: len(seen) == 5 and idle(sched))
         runner.cancel()
 
     asyncio.run(main())
@@ -85,7 +99,7 @@ def test_scheduler_reruns_a_key_scheduled_while_running() -> None:
         sched = PollScheduler(handler)
         runner = asyncio.create_task(sched.run())
         sched.schedule("a")
-        await asyncio.sleep(0.1)
+        await until(lambda: runs == 2 and idle(sched))
         runner.cancel()
 
     asyncio.run(main())
