@@ -182,11 +182,20 @@ def _optional_loader(tp: Any, optional: bool) -> Loader:
     return load_value
 
 
+#: JSON scalars: what the error calls them and which values fit (a bool is not a number)
+_SCALARS: dict[type, tuple[str, typing.Callable[[Any], bool]]] = {
+    bool: ("a boolean", lambda raw: isinstance(raw, bool)),
+    int: ("an integer", lambda raw: isinstance(raw, int) and not isinstance(raw, bool)),
+    float: ("a number", lambda raw: isinstance(raw, (int, float)) and not isinstance(raw, bool)),
+    str: ("a string", lambda raw: isinstance(raw, str)),
+}
+
+
 def _type_error(where: str, expected: str, raw: Any) -> InvalidField:
     return InvalidField(where, f"expected {expected}, got {type(raw).__name__}")
 
 
-def _base_loader(tp: Any) -> Loader:  # noqa: C901 - one branch per kind of type, read top-down
+def _base_loader(tp: Any) -> Loader:
     if _is_model(tp):
         return lambda raw, where: load(tp, raw, where)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -199,30 +208,15 @@ def _base_loader(tp: Any) -> Loader:  # noqa: C901 - one branch per kind of type
                 raise InvalidField(where, f"must be one of {allowed}, got {raw!r}") from None
 
         return load_enum
-    if tp is bool:
-        def load_bool(raw: Any, where: str) -> Any:
-            if not isinstance(raw, bool):
-                raise _type_error(where, "a boolean", raw)
-            return raw
-        return load_bool
-    if tp is int:
-        def load_int(raw: Any, where: str) -> Any:
-            if isinstance(raw, bool) or not isinstance(raw, int):
-                raise _type_error(where, "an integer", raw)
-            return raw
-        return load_int
-    if tp is float:
-        def load_float(raw: Any, where: str) -> Any:
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-                raise _type_error(where, "a number", raw)
-            return float(raw)
-        return load_float
-    if tp is str:
-        def load_str(raw: Any, where: str) -> Any:
-            if not isinstance(raw, str):
-                raise _type_error(where, "a string", raw)
-            return raw
-        return load_str
+    if tp in _SCALARS:
+        expected, fits = _SCALARS[tp]
+        convert = float if tp is float else None
+
+        def load_scalar(raw: Any, where: str) -> Any:
+            if not fits(raw):
+                raise _type_error(where, expected, raw)
+            return convert(raw) if convert is not None else raw
+        return load_scalar
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is tuple:
