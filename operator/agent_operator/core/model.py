@@ -52,10 +52,10 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class MetadataChange:
-    """Changes to ``metadata`` (one patch): finalizer add/remove, create-pending marker."""
+    """Changes to ``metadata`` (one patch): our finalizer and the create-pending marker
+    (the finalizer is removed by :attr:`ActionKind.RELEASE`, a patch of its own)."""
 
     add_finalizer: bool = False
-    remove_finalizer: bool = False
     create_pending: int | None = None
 
 

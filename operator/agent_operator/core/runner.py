@@ -67,7 +67,6 @@ class Progress:
     """What a driver keeps per object between ``advance`` calls (in memory only)."""
 
     last_call: float | None = None
-    calls: int = 0
     first_seen: float | None = None
 
 
@@ -233,7 +232,7 @@ async def advance(
         except asyncio.CancelledError:
             call.cancel()
             raise
-        progress.last_call, progress.calls = started, progress.calls + 1
+        progress.last_call = started
         kind = _error_kind(answer)
         observe((ctx.prepared.info.name or "") if ctx.prepared else "", action.kind.value, clock() - started, kind)
         ctx = context()
