@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from flyteidl.core import literals_pb2
 
@@ -16,6 +15,7 @@ from agent_operator.core.messages import clean, describe_exception
 from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord
 from agent_operator.core.transitions import (
     Context,
+    StatusFields,
     changed,
     deadline_of,
     event_for,
@@ -137,14 +137,12 @@ def _absorb_resource(view: AgentTask, ctx: Context, action: Action, answer: Answ
     if action.kind == ActionKind.DO and not phase.terminal:
         return fail(view, ctx, now, Reason.AGENT_ERROR,
                     f"sync agent's do returned non-final phase {answers.phase_name(flyte_phase)}")
-    fields: dict[str, Any] = {
+    fields: StatusFields = {
         "transient_failures": None,
         "log_links": answers.log_links(resource),
         "custom_info": answers.custom_info(resource),
         "start_time": view.status.start_time or format_time(now),
     }
-    if action.kind == ActionKind.DO:
-        fields["attempt"] = view.attempt
     message = answers.message_of(resource) or f"agent reports {phase.value}"
     store = None
     if phase == Phase.SUCCEEDED:
@@ -155,13 +153,14 @@ def _absorb_resource(view: AgentTask, ctx: Context, action: Action, answer: Answ
             return fail(view, ctx, now, Reason.AGENT_ERROR, f"outputs: {describe_exception(e, ctx.secret_values)}")
         if lm is not None:
             store, message = _outputs(ctx, lm, fields, message)
-    status = make_status(view, ctx, now, phase=phase, reason=answers.PHASE_REASONS[phase], message=message, **fields)
+    status = make_status(view, ctx, now, phase=phase, reason=answers.PHASE_REASONS[phase], message=message,
+                         attempt=view.attempt if action.kind == ActionKind.DO else None, **fields)
     if phase.terminal:
         return finish(view, status, Action(ActionKind.DONE), store_outputs=store)
     return finish(view, status, Action(ActionKind.REQUEUE, attempt=view.attempt))
 
 
-def _outputs(ctx: Context, lm: literals_pb2.LiteralMap, fields: dict[str, Any],
+def _outputs(ctx: Context, lm: literals_pb2.LiteralMap, fields: StatusFields,
              message: str) -> tuple[tuple[str, bytes] | None, str]:
     """Inline small outputs; point at large ones (``outputPrefix``) instead."""
     plain = answers.outputs_json(lm)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from agent_operator.core import answers, conditions
 from agent_operator.core.clock import format_time, parse_time
@@ -20,7 +21,10 @@ from agent_operator.crd.durations import format_duration
 from agent_operator.crd.phases import Phase, Reason
 from agent_operator.crd.resource import AgentTask
 from agent_operator.crd.spec import AgentTaskSpec
-from agent_operator.crd.status import AgentTaskStatus
+from agent_operator.crd.status import AgentTaskStatus, LogLink
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: upper bound on an agent's retry_after hint (seconds)
 MAX_RETRY_AFTER = 3600.0
@@ -88,7 +92,7 @@ def failures_of(task: AgentTask) -> int:
     return task.status.transient_failures or 0
 
 
-def _scrubbed(status: AgentTaskStatus, secrets: tuple[str, ...]) -> dict[str, Any]:
+def _scrubbed(status: AgentTaskStatus, secrets: tuple[str, ...]) -> StatusFields:
     """What the agent reported goes to status too: no Secret value may reach it."""
     links = tuple(dataclasses.replace(link, name=scrub(link.name, secrets), uri=scrub(link.uri, secrets))
                   for link in status.log_links)
@@ -97,27 +101,39 @@ def _scrubbed(status: AgentTaskStatus, secrets: tuple[str, ...]) -> dict[str, An
             "custom_info": scrub_json(status.custom_info, secrets) if status.custom_info is not None else None}
 
 
+class StatusFields(TypedDict, total=False):
+    """The fields of :class:`AgentTaskStatus` an agent's answer changes (None / () clears one)."""
+
+    resource_meta: str | None
+    start_time: str | None
+    transient_failures: int | None
+    log_links: tuple[LogLink, ...]
+    custom_info: Mapping[str, Any] | None
+    outputs: Mapping[str, Any] | None
+    outputs_ref: str | None
+
+
 def make_status(task: AgentTask, ctx: Context, now: float, *, phase: Phase, reason: Reason | str, message: str,
-                stalled: tuple[str, str] | None = None, **fields: Any) -> AgentTaskStatus:
-    """The full new status: the stored one with ``fields`` replaced (None / () clears a
-    field), then phase, reason, message and the kstatus conditions that follow from them."""
+                stalled: tuple[str, str] | None = None, attempt: int | None = None,
+                **fields: Unpack[StatusFields]) -> AgentTaskStatus:
+    """The full new status: the stored one with ``fields`` replaced, then phase, reason,
+    message and the kstatus conditions that follow from them (``attempt`` None: as stored,
+    else the task's current one)."""
     old = task.status
     message = clean(message, ctx.secret_values)
     if ctx.secret_values:
         fields = {**fields, **_scrubbed(dataclasses.replace(old, **fields), ctx.secret_values)}
-    fields = dict(fields)
-    completion = fields.pop("completion_time", old.completion_time)
-    attempt = fields.pop("attempt", old.attempt)
-    agent = fields.pop("agent", old.agent)
+    if attempt is None:
+        attempt = old.attempt if old.attempt is not None else task.attempt
     wanted = conditions.desired(phase, str(reason), message, stalled=stalled is not None,
                                 stalled_reason=stalled[0] if stalled else "",
                                 stalled_message=clean(stalled[1], ctx.secret_values) if stalled else "")
     # one replace: building a status is on the path of every poll
     return dataclasses.replace(
         old, **fields, phase=phase, reason=str(reason), message=message, observed_generation=task.generation,
-        agent=ctx.prepared.info if ctx.prepared is not None else agent,
-        completion_time=completion or (format_time(now) if phase.terminal else None),
-        attempt=attempt if attempt is not None else task.attempt,
+        agent=ctx.prepared.info if ctx.prepared is not None else old.agent,
+        completion_time=old.completion_time or (format_time(now) if phase.terminal else None),
+        attempt=attempt,
         conditions=conditions.build(old.conditions, wanted, generation=task.generation, now=now))
 
 
