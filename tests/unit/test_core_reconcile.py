@@ -427,3 +427,12 @@ def test_slow_sync_do_shows_running_while_quick_one_costs_one_write() -> None:
     out = asyncio.run(advance(h.view, h.context, h.backend, h.progress, clock=h.clock,
                               limits=CallLimits(do_timeout=5, do_progress_after=0.1)))
     assert out.action is None and seen == ["Running", "Succeeded"]
+
+
+def test_a_stored_spec_the_model_rejects_fails_the_task_naming_the_field() -> None:
+    """Stored under an older schema (the API server does not re-check stored objects)."""
+    h = Harness(view(task_template("test-async"), pollInterval="0.5s"))
+    assert h.view.spec is None and h.view.spec_error is not None
+    assert h.step() is None
+    assert h.status["phase"] == "Failed" and h.status["reason"] == "InvalidSpec"
+    assert h.status["message"].startswith("spec.pollInterval: ") and h.backend.writes == ["status"]
