@@ -146,17 +146,19 @@ def _str_map(meta: Mapping[str, Any], key: str) -> dict[str, str]:
     value = meta.get(key)
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    # type() first: the Mapping ABC check is slow, and this runs on every new resourceVersion
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidField(f"metadata.{key}", f"expected a mapping, got {type(value).__name__}")
     for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise InvalidField(f"metadata.{key}.{k}", "expected a string value")
+        if type(k) is not str or type(v) is not str:
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise InvalidField(f"metadata.{key}.{k}", "expected a string value")
     return dict(value)
 
 
 def load_metadata(raw: Any) -> ObjectMeta:
     """``metadata`` of an object: ``name`` is required; other unknown keys are ignored."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise InvalidField("metadata", f"expected a mapping, got {type(raw).__name__}")
     name = _opt_str(raw, "name")
     if not name:
