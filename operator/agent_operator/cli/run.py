@@ -118,11 +118,11 @@ def _start_health(port: int, ready: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Load agents, connect, and run the controller until SIGTERM/SIGINT; then exit at once."""
-    exit_now(serve(args))
+    exit_now(run_operator(args))
     return 0  # pragma: no cover - exit_now does not return
 
 
-def serve(args: argparse.Namespace) -> int:
+def run_operator(args: argparse.Namespace) -> int:
     """The operator's whole life; returns the exit code."""
     from agent_operator.cli import agent_sources
     from agent_operator.controller.api import KubeApi, new_api_client
