@@ -46,8 +46,13 @@ controlplane: install ## build (or find cached / KUBEBUILDER_ASSETS) etcd, kube-
 kubectl: controlplane ## print the path of the kubectl built from the pinned release
 	@$(PY) -m agent_operator.testing.assets kubectl
 
+.PHONY: lint
+lint: install ## mypy --strict and the import contracts of .importlinter (layers, no cycles)
+	$(PY) -m mypy operator/agent_operator
+	$(VENV)/bin/lint-imports
+
 .PHONY: test
-test: controlplane ## run unit and integration tests against a real local control plane
+test: lint controlplane ## lint, then unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -24,7 +24,7 @@ from typing import Any
 
 from agent_operator.testing.controlplane import ControlPlane
 
-from . import contenders, report, scenarios
+from . import contenders, parse_cost, report, scenarios
 from .harness import ROOT, install_crd
 from .kube import Kube
 
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about 10 minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 10,000-task scenarios")
     p.add_argument("--contenders", default=",".join(contenders.ALL), help="comma-separated subset")
-    p.add_argument("--scenarios", default="burst,steady,idle,scale", help="comma-separated subset")
+    p.add_argument("--scenarios", default="parse,burst,steady,idle,scale", help="comma-separated subset")
     p.add_argument("--burst", type=lambda s: [int(x) for x in s.split(",")], help="burst sizes, e.g. 100,1000")
     p.add_argument("--burst-repeats", type=int, help="interleaved rounds of the largest burst (best kept)")
     p.add_argument("--steady-rate", type=float)
@@ -102,6 +102,11 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
     what = set(args.scenarios.split(","))
     sizes = args.sizes
     results: dict[str, Any] = {"meta": meta, "burst": {}, "steady": {}, "idle": {}, "scale": {}}
+    if "parse" in what:
+        # in process, no cluster: the controller's CPU per wake-up before any API call
+        print("parse: typed object per wake-up and one unchanged poll (python -m bench.parse_cost)", flush=True)
+        results["parse"] = parse_cost.measure(2000)
+        print(json.dumps(results["parse"]["seconds"]), flush=True)
     async with Kube(kubeconfig, limit=120) as kube:
         ctx = scenarios.Ctx(kube, kubeconfig, workdir, args.concurrency, args.operator_arg,
                             log=lambda m: print(m, flush=True), apiserver_pid=apiserver_pid,

@@ -99,26 +99,22 @@ def _signing_secret(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def configure_logging(fmt: str, level: str, verbose: bool) -> None:
-    """Structured logs through observability.logging when installed; kopf quiet unless -v."""
-    from agent_operator.controller import hooks
+    """Structured logs through observability.logging; kopf quiet unless -v."""
+    from agent_operator.observability.logging import configure
 
-    mod = hooks.logging_module()
-    if mod is not None:
-        mod.configure(fmt, level.upper())
-    else:  # pragma: no cover - observability is part of the package
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(fmt, level.upper())
     if not verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("kubernetes").setLevel(logging.WARNING)
 
 
 def _start_health(port: int, ready: Any) -> Any:
-    from agent_operator.controller import hooks
+    from agent_operator.ha.leader import standby_ready
+    from agent_operator.observability.health import start_http_server
 
-    mod = hooks.health_module()
-    if mod is None or not port:
+    if not port:
         return None
-    return mod.start_http_server(port, ready)
+    return start_http_server(port, ready, standby=standby_ready)
 
 
 def kubeconfig_problem(path: str) -> str | None:
@@ -141,11 +137,11 @@ def kubeconfig_problem(path: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Load agents, connect, and run the controller until SIGTERM/SIGINT; then exit at once."""
-    exit_now(serve(args))
+    exit_now(run_operator(args))
     return 0  # pragma: no cover - exit_now does not return
 
 
-def serve(args: argparse.Namespace) -> int:
+def run_operator(args: argparse.Namespace) -> int:
     """The operator's whole life; returns the exit code."""
     from agent_operator.cli import agent_sources
     from agent_operator.controller.api import KubeApi, new_api_client
@@ -208,11 +204,8 @@ def serve(args: argparse.Namespace) -> int:
         if not args.leader_elect:
             await controller.run()
             return
-        from agent_operator.controller import hooks
+        from agent_operator.ha import leader
 
-        leader = hooks.leader_module()
-        if leader is None:
-            raise RuntimeError("--leader-elect needs agent_operator.ha.leader, which is not installed")
         await leader.run_with_leader_election(
             controller.run, api_client=api_client,
             namespace=args.leader_election_namespace or _home_namespace(args), name=args.leader_election_id)

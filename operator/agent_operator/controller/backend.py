@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from agent_operator.controller import hooks
 from agent_operator.controller.api import ApiError
-from agent_operator.core.model import EventRecord, MetadataChange, TaskView
+from agent_operator.core.model import EventRecord, MetadataChange
 from agent_operator.crd import names
+from agent_operator.crd.resource import AgentTask
+from agent_operator.crd.status import AgentTaskStatus
 
 if TYPE_CHECKING:
     from agent_operator.controller.operator import Controller
@@ -74,7 +76,7 @@ class KubeBackend:
         self.controller = controller
         self.api = controller.api
 
-    async def patch_metadata(self, view: TaskView, change: MetadataChange) -> TaskView:
+    async def patch_metadata(self, view: AgentTask, change: MetadataChange) -> AgentTask:
         """Finalizer and create-pending marker in one merge patch, guarded by resourceVersion."""
         body = self.controller.cache.get((view.namespace, view.name)) or {}
         for _ in range(CONFLICT_RETRIES):
@@ -90,38 +92,40 @@ class KubeBackend:
             try:
                 body = await self.api.patch_task(view.namespace, view.name, {"metadata": patch})
                 self.controller.remember(body)
-                return TaskView.from_body(body)
+                return self.controller.tasks.load(body)
             except ApiError as e:
                 if e.status != 409:
                     raise
                 body = await self.api.get_task(view.namespace, view.name)
                 self.controller.remember(body)
-        raise ApiError(409, f"{view.ref}: metadata patch kept conflicting")
+        raise ApiError(409, f"{view.key}: metadata patch kept conflicting")
 
-    async def write_status(self, view: TaskView, status: Mapping[str, Any]) -> TaskView:
+    async def write_status(self, view: AgentTask, status: AgentTaskStatus) -> AgentTask:
         """Merge-patch the status subresource with the difference to what is stored."""
-        patch = status_write(view.status, status)
+        wanted = status.to_dict()
+        patch = status_write(view.status.to_dict(), wanted)
         if patch is None:
             return view
         body = await self.api.patch_status(view.namespace, view.name, patch)
         self.controller.remember(body)
-        if dict(body.get("status") or {}) != dict(status):
+        stored = self.controller.tasks.load(body, written=(wanted, status))
+        if stored.status != status:
             # another writer's status change landed between our read and this merge patch:
             # its watch event is older than this response and will be skipped as stale, so
             # decide again on what is stored now (found by the live fuzz: a forged reason
             # stuck next to our message)
             self.controller.scheduler.schedule((view.namespace, view.name), 0.0, earliest=True)
-        agent = str((status.get("agent") or {}).get("name", ""))
-        if status.get("phase") != view.status.get("phase"):
-            hooks.record_transition(agent, str(status.get("phase")))
-        if status.get("attempt") != view.status.get("attempt") or (
-                (status.get("transientFailures") or 0) > (view.status.get("transientFailures") or 0)):
-            hooks.record_retry(agent, str(status.get("reason")))
+        agent = (status.agent.name if status.agent else None) or ""
+        if status.phase != view.status.phase:
+            hooks.record_transition(agent, str(status.phase))
+        if status.attempt != view.status.attempt or (
+                (status.transient_failures or 0) > (view.status.transient_failures or 0)):
+            hooks.record_retry(agent, str(status.reason))
             # Events are per transition; each retry still deserves a line in the operator log
-            log.info("%s: %s: %s", view.ref, status.get("reason"), status.get("message"))
-        return TaskView.from_body(body)
+            log.info("%s: %s: %s", view.key, status.reason, status.message)
+        return stored
 
-    async def release(self, view: TaskView) -> None:
+    async def release(self, view: AgentTask) -> None:
         """Remove our finalizer with a test-and-remove JSON patch (other finalizers untouched)."""
         body = self.controller.cache.get((view.namespace, view.name)) or {}
         for _ in range(CONFLICT_RETRIES):
@@ -141,9 +145,9 @@ class KubeBackend:
                 if e.status not in (409, 422):
                     raise
                 body = await self.api.get_task(view.namespace, view.name)
-        raise ApiError(409, f"{view.ref}: finalizer removal kept conflicting")
+        raise ApiError(409, f"{view.key}: finalizer removal kept conflicting")
 
-    async def emit(self, view: TaskView, event: EventRecord) -> None:
+    async def emit(self, view: AgentTask, event: EventRecord) -> None:
         """Post an Event unless it repeats the previous one for this object (or ``--events
         warnings`` leaves out a healthy intermediate transition; it is still logged)."""
         key = (view.namespace, view.name)
@@ -151,7 +155,7 @@ class KubeBackend:
             return
         self.controller.last_event[key] = (event.reason, event.message)
         level = logging.WARNING if event.type == "Warning" else logging.INFO
-        log.log(level, "%s: %s: %s", view.ref, event.reason, event.message)
+        log.log(level, "%s: %s: %s", view.key, event.reason, event.message)
         if self.controller.options.events == "warnings" and event.type != "Warning" and not event.final:
             return
         body = self.controller.cache.get(key) or {
@@ -159,7 +163,7 @@ class KubeBackend:
         hooks.record_api_write("create", "events")
         await self.api.create_event(body, event.type, event.reason, event.message)
 
-    async def store_outputs(self, view: TaskView, ref: str, data: bytes) -> None:
+    async def store_outputs(self, view: AgentTask, ref: str, data: bytes) -> None:
         """Write large outputs where ``spec.outputPrefix`` points (local paths and fsspec URLs)."""
         await store_outputs(ref, data)
 

@@ -27,14 +27,13 @@ from typing import Any
 from agent_operator.controller import hooks
 from agent_operator.controller.api import ApiError, KubeApi
 from agent_operator.controller.backend import KubeBackend
-from agent_operator.core.model import TaskView
-from agent_operator.core.prepare import PrepareFailure, Prepared, prepare
+from agent_operator.core.context import ContextFactory
 from agent_operator.core.reconcile import Context, Settings
 from agent_operator.core.runner import CallLimits, Progress, advance
 from agent_operator.core.scheduler import PollScheduler
 from agent_operator.core.signing import Signer
 from agent_operator.crd import names
-from agent_operator.crd.phases import Reason
+from agent_operator.crd.resource import AgentTask, AgentTaskCache
 from agent_operator.sdk import TransientAgentError
 
 log = logging.getLogger(__name__)
@@ -118,7 +117,9 @@ class Controller:
         self.options = options
         self.cache: dict[Key, dict[str, Any]] = {}
         self.progress: dict[Key, Progress] = {}
-        self.prepared: dict[str, Prepared | PrepareFailure] = {}
+        #: typed objects, parsed once per resourceVersion (spec once per generation)
+        self.tasks = AgentTaskCache()
+        self.make_context = ContextFactory(signer, options.settings)
         self.last_event: dict[Key, tuple[str, str]] = {}
         self.api_failures: dict[Key, int] = {}
         self._executors: dict[str, ThreadPoolExecutor] = {}
@@ -144,7 +145,9 @@ class Controller:
         """Drop everything about an object that is gone."""
         body = self.cache.pop(key, None)
         if body is not None:
-            self.prepared.pop(str((body.get("metadata") or {}).get("uid")), None)
+            uid = str((body.get("metadata") or {}).get("uid"))
+            self.make_context.forget(uid)
+            self.tasks.forget(uid)
         self.progress.pop(key, None)
         self.last_event.pop(key, None)
         self.api_failures.pop(key, None)
@@ -182,26 +185,11 @@ class Controller:
         )
 
     # ------------------------------------------------------------------ reconcile
-    def make_context(self, view: TaskView, last_call: float | None) -> Context:
-        """Core context for ``view``: prepared spec (cached per uid), signer, settings."""
-        entry = self.prepared.get(view.uid)
-        if entry is None:
-            try:
-                entry = prepare(view)
-            except PrepareFailure as e:
-                entry = e
-            # an agent may still be discovered later (remote bridges): do not cache "not found"
-            if not (isinstance(entry, PrepareFailure) and entry.reason == Reason.AGENT_NOT_FOUND):
-                self.prepared[view.uid] = entry
-        if isinstance(entry, PrepareFailure):
-            return Context(signer=self.signer, failure=entry, settings=self.options.settings, last_call=last_call)
-        return Context(signer=self.signer, prepared=entry, settings=self.options.settings, last_call=last_call)
-
     def executor_for(self, ctx: Context) -> ThreadPoolExecutor | None:
         """The thread pool of the task's agent (one per task type: a hung agent starves only itself)."""
         if ctx.prepared is None:
             return None
-        key = str(ctx.prepared.info.task_type)
+        key = str(ctx.prepared.info.task_type or "")
         pool = self._executors.get(key)
         if pool is None:
             pool = ThreadPoolExecutor(max_workers=max(2 * self.options.per_agent_concurrency, 4),
@@ -209,13 +197,11 @@ class Controller:
             self._executors[key] = pool
         return pool
 
-    async def secrets_for(self, view: TaskView) -> dict[str, dict[str, str]]:
+    async def secrets_for(self, view: AgentTask) -> dict[str, dict[str, str]]:
         """Data of the Secrets in ``spec.secretRefs`` (same namespace only), briefly cached."""
         out: dict[str, dict[str, str]] = {}
-        for i, ref in enumerate(view.spec.get("secretRefs") or ()):
-            name = str(ref.get("name", "")) if isinstance(ref, Mapping) else ""
-            if not name:
-                continue
+        for i, ref in enumerate(view.spec.secret_refs if view.spec is not None else ()):
+            name = ref.name
             cached = self._secrets.get((view.namespace, name))
             if cached is not None and time.monotonic() - cached[0] < SECRET_TTL:
                 out[name] = cached[1]
@@ -236,12 +222,10 @@ class Controller:
         body = self.cache.get(key)
         if body is None:
             return
-        view = TaskView.from_body(body)
+        view = self.tasks.load(body)
         progress = self.progress.setdefault(key, Progress())
-        logmod = hooks.logging_module()
-        ctxmgr = logmod.task_context(view.namespace, view.name, view.uid) if logmod is not None else None
-        if ctxmgr is not None:
-            ctxmgr.__enter__()
+        ctxmgr = hooks.logging_module().task_context(view.namespace, view.name, view.uid)
+        ctxmgr.__enter__()
         try:
             outcome = await advance(view, self.make_context, self.backend, progress,
                                     secrets=self.secrets_for, limits=self.options.limits,
@@ -259,13 +243,12 @@ class Controller:
             self.scheduler.schedule(key, delay)
             return
         finally:
-            if ctxmgr is not None:
-                ctxmgr.__exit__(None, None, None)
+            ctxmgr.__exit__(None, None, None)
         self.api_failures.pop(key, None)
         if outcome.action is not None:
-            self.scheduler.schedule(key, outcome.action.delay, group=_group(outcome.view.spec))
+            self.scheduler.schedule(key, outcome.action.delay, group=_group(body.get("spec") or {}))
 
-    async def _report_rejected_status(self, view: TaskView, error: ApiError) -> None:
+    async def _report_rejected_status(self, view: AgentTask, error: ApiError) -> None:
         """The API server refused a write (schema): say so where the user looks, as an Event."""
         from agent_operator.core.model import EventRecord
 
