@@ -95,8 +95,9 @@ class BaseSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def base_spec(dockerfile: Path = DOCKERFILE) -> BaseSpec:
+def base_spec(dockerfile: Path | None = None) -> BaseSpec:
     """Read ``ARG PYTHON_IMAGE=...python:<X.Y>-slim-<suite>`` from the Dockerfile."""
+    dockerfile = dockerfile or DOCKERFILE
     match = re.search(r"^ARG PYTHON_IMAGE=\S*python:(\d+\.\d+)-slim-([a-z]+)\s*$", dockerfile.read_text(), re.M)
     if match is None:
         raise ImageError(f"{dockerfile}: no `ARG PYTHON_IMAGE=...python:<X.Y>-slim-<debian suite>` line; "
