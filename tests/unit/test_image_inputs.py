@@ -82,7 +82,8 @@ def test_local_base_follows_the_dockerfile_python_image_default(tmp_path: Path) 
 
 def test_build_context_is_what_dockerignore_admits() -> None:
     files = {str(f.relative_to(ROOT)) for f in image.context_files()}
-    assert {"pyproject.toml", "README.md", "requirements/image.lock", "requirements/image-flytekit.lock"} <= files
+    assert {"pyproject.toml", "README.md", "LICENSE", "requirements/image.lock",
+            "requirements/image-flytekit.lock"} <= files
     assert "operator/agent_operator/cli/main.py" in files
     assert not [f for f in files if "__pycache__" in f or ".egg-info" in f]
     assert not [f for f in files if f.startswith(("tests/", "manifests/", "charts/", "docs/"))]
@@ -165,7 +166,7 @@ def test_dockerfile_user_and_group_do_not_collide_with_debian_ones() -> None:
 
 def test_cache_key_follows_the_build_context_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A change to what the build sees builds anew; bytecode and files outside the context do not."""
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md",
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE",
                  "requirements/image.lock", "requirements/image-flytekit.lock"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes((ROOT / name).read_bytes())
