@@ -189,3 +189,17 @@ def test_cache_key_follows_the_build_context_only(tmp_path: Path, monkeypatch: p
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace("python:3.11-slim-bookworm", "python:3.12-slim-trixie"))
     assert image.build_key() != first, "another base builds anew"
+
+
+def test_prune_keeps_the_archives_of_the_most_recently_used_inputs(tmp_path: Path) -> None:
+    import os
+
+    for age, key in enumerate(["k0", "k1", "k2", "k3", "k4", "k5"]):
+        for tag in ("dev", "v2"):
+            archive = tmp_path / f"{image.IMAGE_NAME}-{key}-{tag}.oci.tar"
+            archive.write_bytes(b"")
+            os.utime(archive, (1_000_000 - age * 10, 1_000_000 - age * 10))
+    image._prune(tmp_path)
+    kept = sorted(p.name.split("-")[3] for p in tmp_path.iterdir() if p.name.endswith("-dev.oci.tar"))
+    assert kept == ["k0", "k1", "k2", "k3"][:image.KEEP_KEYS]
+    assert len(list(tmp_path.iterdir())) == 2 * image.KEEP_KEYS, "every tag of a kept input set stays"
