@@ -147,12 +147,23 @@ def test_in_cluster_service_account_and_rotated_token(kubeconfig: str, kubectl: 
             # rotation writes a new one, which the client reads after that 401
             kubectl("-n", namespace, "delete", "serviceaccount", "robot")
             kubectl("-n", namespace, "create", "serviceaccount", "robot")
-            with pytest.raises(errors.Unauthorized):
-                await _whoami(client)
+            await _refused(client)
             (account / "token").write_text(str(kubectl("-n", namespace, "create", "token", "robot").stdout.strip()))
             assert await _whoami(client) == f"system:serviceaccount:{namespace}:robot"
 
     asyncio.run(scenario())
+
+
+async def _refused(client: KubeClient, attempts: int = 120) -> None:
+    """Wait until the API server refuses the client's token (it caches authentications ~10 s)."""
+    for _ in range(attempts):
+        try:
+            await _whoami(client)
+        except errors.Unauthorized as e:
+            assert e.code == 401
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError("the deleted account's token was never refused")
 
 
 def test_unreachable_server_is_a_typed_error(tmp_path: Path) -> None:
