@@ -104,6 +104,8 @@ def test_event_modes_decide_what_is_posted(mode: str, posted: list[str]) -> None
     async def play() -> None:
         for event in stream:
             await recorder.record(view, event)
+        await recorder.drain()
+        assert recorder.pending == 0
 
     asyncio.run(play())
     assert sent == posted

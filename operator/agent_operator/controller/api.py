@@ -118,7 +118,8 @@ class KubeApi:
         body = event_body(involved, type_, reason, message)
         hooks.record_api_write("create", "events")
         try:
-            await self.client.create(object_path("/api/v1", str(body["metadata"]["namespace"]), "events"), body)
+            await self.client.create(object_path("/api/v1", str(body["metadata"]["namespace"]), "events"), body,
+                                     decode=False)
         except ApiError as e:
             # e.g. the namespace is terminating: an Event must never block the task
             meta = involved.get("metadata") or {}

@@ -83,8 +83,10 @@ class KubeClient:
 
     # ------------------------------------------------------------------ requests
     async def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                      params: Mapping[str, str] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """One request; the decoded JSON answer (``{}`` for an empty one) or a typed :class:`ApiError`."""
+                      params: Mapping[str, str] | None = None, timeout: float | None = None,
+                      decode: bool = True) -> dict[str, Any]:
+        """One request; the decoded JSON answer (``{}`` for an empty one, or when not ``decode``)
+        or a typed :class:`ApiError`."""
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         answer: dict[str, Any] = {}
         for attempt in range(2):
@@ -95,7 +97,7 @@ class KubeClient:
             if auth:
                 headers["Authorization"] = auth
             try:
-                answer = await self._send(method, path, data, headers, params, timeout)
+                answer = await self._send(method, path, data, headers, params, timeout, decode)
                 return answer
             except Unauthorized:
                 if attempt:
@@ -103,7 +105,7 @@ class KubeClient:
         return answer  # pragma: no cover - the loop returns or raises
 
     async def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str],
-                    params: Mapping[str, str] | None, timeout: float | None) -> dict[str, Any]:
+                    params: Mapping[str, str] | None, timeout: float | None, decode: bool) -> dict[str, Any]:
         session = self._open()
         kwargs: dict[str, Any] = {}
         if timeout is not None:
@@ -122,7 +124,7 @@ class KubeClient:
         except (aiohttp.ClientError, OSError, ValueError) as e:
             raise Unreachable(f"{method} {path}: {type(e).__name__}: {e}") from None
         if 200 <= code < 300:
-            if not raw:
+            if not raw or not decode:
                 return {}
             decoded = json.loads(raw)
             if not isinstance(decoded, dict):
@@ -134,9 +136,10 @@ class KubeClient:
         """GET ``path``."""
         return await self.request("GET", path, timeout=timeout)
 
-    async def create(self, path: str, body: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        """POST ``body`` to the collection ``path``."""
-        return await self.request("POST", path, dict(body), timeout=timeout)
+    async def create(self, path: str, body: Mapping[str, Any], *, timeout: float | None = None,
+                     decode: bool = True) -> dict[str, Any]:
+        """POST ``body`` to the collection ``path`` (``decode=False``: the created object is not needed)."""
+        return await self.request("POST", path, dict(body), timeout=timeout, decode=decode)
 
     async def replace(self, path: str, body: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """PUT ``body`` at ``path`` (optimistic: ``metadata.resourceVersion`` must match)."""

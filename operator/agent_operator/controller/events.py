@@ -7,10 +7,14 @@ rejected writes) and the final transition only, plus the rare notes a healthy ta
 resumed after a restart, an orphaned job): one Event per healthy task, which is what the
 write budget allows and what ``kubectl get events`` readers scan for.  ``all`` posts every
 phase or reason transition.  Every transition is logged either way.
+
+Posting happens in the background: an Event never holds a task's scheduler slot (bench
+profile: the Event post was 7% of the operator's CPU, all of it inside a reconcile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -43,6 +47,7 @@ class EventRecorder:
         self.cache = cache
         self.mode = mode
         self._last: dict[Key, tuple[str, str]] = {}
+        self._posting: set[asyncio.Task[None]] = set()
 
     def forget(self, key: Key) -> None:
         """The object is gone: drop what was remembered about it."""
@@ -63,4 +68,20 @@ class EventRecorder:
         if not self.wanted(event):
             return
         body = self.cache.get(key) or {"metadata": {"namespace": view.namespace, "name": view.name, "uid": view.uid}}
-        await self.sink.create_event(dict(body), event.type, event.reason, event.message)
+        task = asyncio.get_running_loop().create_task(
+            self.sink.create_event(dict(body), event.type, event.reason, event.message))
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
+
+    @property
+    def pending(self) -> int:
+        """Events being posted now."""
+        return len(self._posting)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the Events being posted (up to ``timeout`` s; the rest are cancelled)."""
+        if not self._posting:
+            return
+        _, late = await asyncio.wait(set(self._posting), timeout=timeout)
+        for task in late:
+            task.cancel()

@@ -186,6 +186,7 @@ class Controller:
                 self.options.namespaces, stop_flag)
         finally:
             self.ready = False
+            await self.events.drain(timeout=5.0)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
