@@ -41,6 +41,17 @@ def merge_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
     return patch
 
 
+def stored_status_of(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The core's status as the JSON stored in the object: the only place the controller
+    converts a status (typed status models plug in here)."""
+    return dict(status)
+
+
+def stored_status(view: TaskView) -> dict[str, Any]:
+    """The status stored in ``view``'s object, as JSON."""
+    return stored_status_of(view.status)
+
+
 class KubeBackend:
     """Applies the core's decisions to the API server.
 
@@ -76,24 +87,25 @@ class KubeBackend:
                 self.cache.remember(body)
         raise Conflict(f"{view.ref}: metadata patch kept conflicting")
 
-    async def write_status(self, view: TaskView, status: Mapping[str, Any]) -> TaskView:
+    async def write_status(self, view: TaskView, new_status: Mapping[str, Any]) -> TaskView:
         """Merge-patch the status subresource with the difference to what is stored."""
-        patch = merge_diff(view.status, status)
+        stored, status = stored_status(view), stored_status_of(new_status)
+        patch = merge_diff(stored, status)
         if not patch:
             return view
         body = await self.api.patch_status(view.namespace, view.name, patch)
         self.cache.remember(body)
-        if dict(body.get("status") or {}) != dict(status):
+        if dict(body.get("status") or {}) != status:
             # another writer's status change landed between our read and this merge patch:
             # its watch event is older than this response and will be skipped as stale, so
             # decide again on what is stored now (found by the live fuzz: a forged reason
             # stuck next to our message)
             self.wake((view.namespace, view.name))
         agent = str((status.get("agent") or {}).get("name", ""))
-        if status.get("phase") != view.status.get("phase"):
+        if status.get("phase") != stored.get("phase"):
             hooks.record_transition(agent, str(status.get("phase")))
-        if status.get("attempt") != view.status.get("attempt") or (
-                (status.get("transientFailures") or 0) > (view.status.get("transientFailures") or 0)):
+        if status.get("attempt") != stored.get("attempt") or (
+                (status.get("transientFailures") or 0) > (stored.get("transientFailures") or 0)):
             hooks.record_retry(agent, str(status.get("reason")))
             # Events are per transition; each retry still deserves a line in the operator log
             log.info("%s: %s: %s", view.ref, status.get("reason"), status.get("message"))
