@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent_operator.controller import errors
-from agent_operator.controller.backend import merge_diff
+from agent_operator.controller.backend import merge_diff, retried
 from agent_operator.controller.cache import ObjectCache
 from agent_operator.controller.events import EventRecorder
 from agent_operator.controller.operator import Controller, ControllerOptions
@@ -132,3 +132,11 @@ def test_typed_errors_carry_the_api_status() -> None:
     assert isinstance(errors.error_for(403, b""), errors.Forbidden)
     other = errors.error_for(418, b"teapot")
     assert type(other) is errors.ApiError and other.code == 418 and "teapot" in str(other)
+
+
+def test_only_a_new_attempt_or_a_transient_failure_counts_as_a_retry() -> None:
+    assert not retried({}, {"phase": "Running", "attempt": 1})  # the first status of a task
+    assert not retried({"attempt": 1}, {"attempt": 1, "phase": "Succeeded"})
+    assert retried({"attempt": 1}, {"attempt": 2})
+    assert retried({"attempt": 1}, {"attempt": 1, "transientFailures": 1})
+    assert not retried({"attempt": 1, "transientFailures": 2}, {"attempt": 1, "transientFailures": 1})

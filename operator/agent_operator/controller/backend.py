@@ -41,6 +41,13 @@ def merge_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
     return patch
 
 
+def retried(stored: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether ``status`` starts a new attempt or counts one more transient failure than
+    ``stored`` (a task's first status, attempt 1, is not a retry)."""
+    new_attempt = stored.get("attempt") is not None and status.get("attempt") != stored.get("attempt")
+    return new_attempt or (status.get("transientFailures") or 0) > (stored.get("transientFailures") or 0)
+
+
 def stored_status_of(status: Mapping[str, Any]) -> dict[str, Any]:
     """The core's status as the JSON stored in the object: the only place the controller
     converts a status (typed status models plug in here)."""
@@ -104,8 +111,7 @@ class KubeBackend:
         agent = str((status.get("agent") or {}).get("name", ""))
         if status.get("phase") != stored.get("phase"):
             hooks.record_transition(agent, str(status.get("phase")))
-        if status.get("attempt") != stored.get("attempt") or (
-                (status.get("transientFailures") or 0) > (stored.get("transientFailures") or 0)):
+        if retried(stored, status):
             hooks.record_retry(agent, str(status.get("reason")))
             # Events are per transition; each retry still deserves a line in the operator log
             log.info("%s: %s: %s", view.ref, status.get("reason"), status.get("message"))
