@@ -34,10 +34,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"burst": [100, 1000], "burst_repeats": 1, "steady_rate": 50.0, "steady_seconds": 60.0,
               "idle_tasks": 200, "idle_poll": "5s", "idle_window": 15.0,
-              "scale_tasks": 2000, "scale_poll": "60s", "scale_window": 20.0, "scale_restart": False},
+              "scale_tasks": 2000, "scale_poll": "60s", "scale_window": 20.0, "scale_restart": False,
+              "realistic": [1000], "realistic_run": 60.0, "realistic_poll": "5s", "realistic_ramp": 60.0},
     "full": {"burst": [100, 1000, 10000], "burst_repeats": 2, "steady_rate": 50.0, "steady_seconds": 60.0,
              "idle_tasks": 1000, "idle_poll": "5s", "idle_window": 30.0,
-             "scale_tasks": 10000, "scale_poll": "60s", "scale_window": 120.0, "scale_restart": True},
+             "scale_tasks": 10000, "scale_poll": "60s", "scale_window": 120.0, "scale_restart": True,
+             "realistic": [1000, 5000], "realistic_run": 60.0, "realistic_poll": "5s", "realistic_ramp": 60.0},
 }
 ISSUE_SIZES = {"burst": 1000, "steady_seconds": 60.0, "scale_tasks": 10000}
 
@@ -49,12 +51,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about 10 minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 10,000-task scenarios")
     p.add_argument("--contenders", default=",".join(contenders.ALL), help="comma-separated subset")
-    p.add_argument("--scenarios", default="parse,burst,steady,idle,scale", help="comma-separated subset")
+    p.add_argument("--scenarios", default="parse,burst,steady,idle,scale,realistic", help="comma-separated subset")
     p.add_argument("--burst", type=lambda s: [int(x) for x in s.split(",")], help="burst sizes, e.g. 100,1000")
     p.add_argument("--burst-repeats", type=int, help="interleaved rounds of the largest burst (best kept)")
     p.add_argument("--steady-rate", type=float)
     p.add_argument("--steady-seconds", type=float)
     p.add_argument("--idle-tasks", type=int)
+    p.add_argument("--realistic", type=lambda s: [int(x) for x in s.split(",")],
+                   help="tasks of the realistic scenario (60 s runs, 5 s poll, 60 s ramp), e.g. 1000,5000")
     p.add_argument("--scale-tasks", type=int, help="in-flight tasks of the scale scenario (0: skip)")
     p.add_argument("--scale-contenders", default=contenders.OPERATOR, help="who runs the scale scenario")
     p.add_argument("--scale-poll", help="poll interval of the scale scenario (default 60s)")
@@ -70,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.mode = args.mode or "quick"
     sizes = dict(MODES[args.mode])
     for key in ("burst", "burst_repeats", "steady_rate", "steady_seconds", "idle_tasks", "scale_tasks", "scale_poll",
-                "scale_window"):
+                "scale_window", "realistic"):
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
     args.sizes = sizes
@@ -101,7 +105,7 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
     who = [c for c in args.contenders.split(",") if c]
     what = set(args.scenarios.split(","))
     sizes = args.sizes
-    results: dict[str, Any] = {"meta": meta, "burst": {}, "steady": {}, "idle": {}, "scale": {}}
+    results: dict[str, Any] = {"meta": meta, "burst": {}, "steady": {}, "idle": {}, "scale": {}, "realistic": {}}
     if "parse" in what:
         # in process, no cluster: the controller's CPU per wake-up before any API call
         print("parse: typed object per wake-up and one unchanged poll (python -m bench.parse_cost)", flush=True)
@@ -138,6 +142,13 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
                 results["scale"][c] = await guarded(f"scale {c}", scenarios.in_flight(
                     ctx, c, sizes["scale_tasks"], sizes["scale_poll"], sizes["scale_window"],
                     restart=sizes["scale_restart"], tag="scale"))
+        if "realistic" in what:
+            for n in sizes["realistic"]:
+                print(f"realistic: {n} tasks running {sizes['realistic_run']:.0f} s each, polled every "
+                      f"{sizes['realistic_poll']}, created over {sizes['realistic_ramp']:.0f} s", flush=True)
+                results["realistic"][str(n)] = {c: await guarded(f"realistic {n} {c}", scenarios.realistic(
+                    ctx, c, n, run_seconds=sizes["realistic_run"], poll=sizes["realistic_poll"],
+                    ramp_seconds=sizes["realistic_ramp"])) for c in who}
     return results
 
 

@@ -74,11 +74,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    "the API server bookmarks idle watches about every 60s)")
     p.add_argument("--api-timeout", type=_seconds, default=30.0, metavar="S",
                    help="bound on one Kubernetes API request (default 30s)")
-    p.add_argument("--events", choices=("all", "warnings"), default="all",
-                   help="Kubernetes Events to post: 'all' (every phase or reason transition, what "
-                   "'kubectl describe' users expect) or 'warnings' (Warnings and the final transition "
-                   "only: one Event per healthy task instead of three, about 10%% less operator CPU "
-                   "and a third fewer API writes in bursts) (default all)")
+    p.add_argument("--events", choices=("warnings", "all"), default="warnings",
+                   help="Kubernetes Events to post: 'warnings' (Warnings and the final transition: one "
+                   "Event per healthy task; the status conditions tell every transition) or 'all' (every "
+                   "phase or reason transition, three Events per healthy task) (default warnings)")
     p.add_argument("--signing-secret", metavar="NS/NAME",
                    help=f"Secret holding the resourceMeta signing key, created when missing (default "
                    f"<$POD_NAMESPACE or first --namespace or 'default'>/{DEFAULT_SIGNING_SECRET_NAME})")
@@ -144,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
 def run_operator(args: argparse.Namespace) -> int:
     """The operator's whole life; returns the exit code."""
     from agent_operator.cli import agent_sources
-    from agent_operator.controller.api import KubeApi, new_api_client
+    from agent_operator.controller import config
+    from agent_operator.controller.api import KubeApi
+    from agent_operator.controller.client import KubeClient
     from agent_operator.controller.operator import Controller, ControllerOptions
     from agent_operator.core.reconcile import Settings
     from agent_operator.core.runner import CallLimits
@@ -156,11 +157,13 @@ def run_operator(args: argparse.Namespace) -> int:
         print(f"agent-operator run: --kubeconfig {args.kubeconfig}: {problem}", file=sys.stderr)
         return 2
     configure_logging(args.log_format, args.log_level, args.verbose)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)  # kopf's login reads it
     try:
         signing = _signing_secret(args)
+        cluster = config.load(args.kubeconfig)
         agent_sources.load(args)
+    except config.ConfigError as e:  # credentials that cannot be used: one line, usage error
+        print(f"agent-operator run: cannot load Kubernetes credentials: {e}".splitlines()[0], file=sys.stderr)
+        return 2
     except (AgentLoadError, ValueError) as e:
         print(f"agent-operator run: {e}", file=sys.stderr)
         return 1
@@ -178,15 +181,10 @@ def run_operator(args: argparse.Namespace) -> int:
         api_timeout=args.api_timeout,
         events=args.events,
     )
-    # one API worker (and pooled connection) per agent call in flight: a 16-thread pool behind
-    # 64 concurrent tasks was the bench's apply->create bottleneck (p50 15 s -> 11 s at 50/s)
-    try:
-        api_client = new_api_client(args.kubeconfig, pool_size=max(args.max_concurrency, 16))
-    except Exception as e:  # noqa: BLE001 - credentials that cannot be loaded: one line, not a traceback
-        print(f"agent-operator run: cannot load Kubernetes credentials: {e}".splitlines()[0], file=sys.stderr)
-        agent_sources.close()
-        return 2
-    api = KubeApi(api_client, workers=max(args.max_concurrency, 16), request_timeout=args.api_timeout)
+    log.info("API server %s (%s)", cluster.server, cluster.source)
+    # one pooled connection per agent call in flight (a smaller pool was the bench's apply->create bottleneck)
+    client = KubeClient(cluster, pool_size=max(args.max_concurrency, 16), timeout=args.api_timeout)
+    api = KubeApi(client)
     holder: dict[str, Controller] = {}
 
     def ready() -> bool:
@@ -198,6 +196,10 @@ def run_operator(args: argparse.Namespace) -> int:
         servers.append(_start_health(args.metrics_port, ready))
 
     async def main() -> None:
+        async with client:
+            await operate()
+
+    async def operate() -> None:
         key = await api.ensure_signing_key(*signing)
         controller = Controller(api, Signer(key), options)
         holder["controller"] = controller
@@ -207,7 +209,7 @@ def run_operator(args: argparse.Namespace) -> int:
         from agent_operator.ha import leader
 
         await leader.run_with_leader_election(
-            controller.run, api_client=api_client,
+            controller.run, client=client,
             namespace=args.leader_election_namespace or _home_namespace(args), name=args.leader_election_id)
 
     try:
@@ -219,11 +221,9 @@ def run_operator(args: argparse.Namespace) -> int:
         return int(getattr(e, "exit_code", 1) or 1)
     finally:
         agent_sources.close()
-        api.close()
         for server in servers:
             if server is not None:
                 server.stop()
-        api_client.close()
     log.info("operator stopped")
     return 0
 
