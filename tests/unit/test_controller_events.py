@@ -15,6 +15,7 @@ from agent_operator.controller.events import EventRecorder
 from agent_operator.controller.operator import Controller, ControllerOptions
 from agent_operator.core.model import EventRecord
 from agent_operator.core.signing import Signer
+from agent_operator.crd.phases import Phase
 
 
 def _body(rv: int, *, status: dict[str, Any] | None = None, uid: str = "u1", **meta: Any) -> dict[str, Any]:
@@ -135,8 +136,10 @@ def test_typed_errors_carry_the_api_status() -> None:
 
 
 def test_only_a_new_attempt_or_a_transient_failure_counts_as_a_retry() -> None:
-    assert not retried({}, {"phase": "Running", "attempt": 1})  # the first status of a task
-    assert not retried({"attempt": 1}, {"attempt": 1, "phase": "Succeeded"})
-    assert retried({"attempt": 1}, {"attempt": 2})
-    assert retried({"attempt": 1}, {"attempt": 1, "transientFailures": 1})
-    assert not retried({"attempt": 1, "transientFailures": 2}, {"attempt": 1, "transientFailures": 1})
+    from agent_operator.crd.status import AgentTaskStatus as S
+
+    assert not retried(S(), S(phase=Phase.RUNNING, attempt=1))  # the first status of a task
+    assert not retried(S(attempt=1), S(attempt=1, phase=Phase.SUCCEEDED))
+    assert retried(S(attempt=1), S(attempt=2))
+    assert retried(S(attempt=1), S(attempt=1, transient_failures=1))
+    assert not retried(S(attempt=1, transient_failures=2), S(attempt=1, transient_failures=1))
