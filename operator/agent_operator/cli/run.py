@@ -53,6 +53,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--leader-election-namespace", metavar="NS", help="namespace of the Lease (default: $POD_NAMESPACE, "
                    "the first --namespace, or 'default')")
     p.add_argument("--leader-election-id", default="agent-operator", metavar="NAME", help="name of the Lease")
+    p.add_argument("--shards", choices=("off", "auto"), default="off",
+                   help="'auto': active-active replicas share AgentTasks by uid hash (member Leases "
+                   "in the leader-election namespace, server-side sharded list/watch when the API "
+                   "server has ShardedListAndWatch, a client-side filter otherwise); see docs/scaling.md "
+                   "(default off)")
+    p.add_argument("--shard-ring", default="agent-operator-shards", metavar="NAME",
+                   help="name of the shard ring (its owner-table Lease and the member Leases' label)")
     p.add_argument("--default-poll-interval", type=_seconds, default=10.0, metavar="S",
                    help="poll interval when neither the AgentTask nor the agent sets one (default 10s)")
     p.add_argument("--min-poll-interval", type=_seconds, default=1.0, metavar="S", help="poll interval floor (default 1s)")
@@ -167,7 +174,7 @@ def serve(args: argparse.Namespace) -> int:
 
     def ready() -> bool:
         c = holder.get("controller")
-        return c is not None and c.ready
+        return c is not None and c.ready or bool(holder.get("joined"))
 
     servers = [_start_health(args.health_port, ready)]
     if args.metrics_port and args.metrics_port != args.health_port:
@@ -175,6 +182,9 @@ def serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         key = await api.ensure_signing_key(*signing)
+        if args.shards == "auto":
+            await _run_sharded(args, api, Signer(key), options, holder)
+            return
         controller = Controller(api, Signer(key), options)
         holder["controller"] = controller
         if not args.leader_elect:
@@ -205,6 +215,38 @@ def serve(args: argparse.Namespace) -> int:
         api_client.close()
     log.info("operator stopped")
     return 0
+
+
+async def _run_sharded(args: argparse.Namespace, api: Any, signer: Any, options: Any, holder: dict[str, Any]) -> None:
+    """``--shards auto``: one member of the uid ring; a fresh controller per set of owned slots."""
+    import dataclasses
+
+    from agent_operator.controller.operator import Controller
+    from agent_operator.crd import names
+    from agent_operator.ha import leader, membership, ring, shards
+
+    if args.leader_elect:
+        raise ValueError("--shards auto and --leader-elect exclude each other (sharded replicas are all active)")
+    namespace = args.leader_election_namespace or _home_namespace(args)
+    prefix = f"/apis/{names.GROUP}/{names.VERSION}"
+    tasks_path = (f"{prefix}/namespaces/{args.namespace[0]}/{names.PLURAL}" if args.namespace
+                  else f"{prefix}/{names.PLURAL}")
+
+    async def request(method: str, path: str, body: Any) -> Any:
+        return await api._request(method, path, body, "application/json" if body is not None else None)
+
+    store = membership.KubeShardStore(request, namespace, args.shard_ring, tasks_path)
+
+    async def work(view: shards.ShardView, stop: asyncio.Event) -> None:
+        controller = Controller(api, signer, dataclasses.replace(
+            options, shard_selector=view.selector, shard_covers=view.covers, shard_gate=view.may_drive,
+            drain_on_stop=True))
+        holder["controller"] = controller
+        await controller.run(stop_flag=stop)
+
+    holder["joined"] = True
+    await shards.run_sharded(work, store, ring=args.shard_ring, name=membership.member_name(args.shard_ring),
+                             identity=leader.default_identity(), slots=ring.DEFAULT_SLOTS)
 
 
 def exit_now(code: int) -> None:

@@ -69,6 +69,11 @@ def set_queue_depth(n: int) -> None:
     _call(METRICS, "set_queue_depth", n)
 
 
+def record_shard_event(kept: bool) -> None:
+    """A watch event reached a sharded replica; ``kept``: its uid is in this replica's slots."""
+    _call("agent_operator.ha.metrics", "record_event", kept)
+
+
 def health_module() -> ModuleType | None:
     """``agent_operator.observability.health`` when installed."""
     return _module("agent_operator.observability.health")

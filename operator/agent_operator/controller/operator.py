@@ -17,9 +17,10 @@ kopf handler, so a slow agent never blocks kopf's per-object workers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,13 @@ API_ERROR_MAX = 120.0
 SECRET_TTL = 10.0
 STATS_PERIOD = 15.0
 CRD_POLL = 5.0
+#: a task whose shard fence is closed is looked at again this much later (by then the
+#: replica either drives its slot again or was restarted over other slots)
+SHARD_FENCE_RETRY = 1.0
+
+
+class ShardFenceClosed(Exception):
+    """This replica may not call the agent of this task now (its uid slot is not driven here)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,14 @@ class ControllerOptions:
     api_timeout: float = 30.0
     #: which Events to post: "all" transitions, or "warnings" (Warnings and final transitions)
     events: str = "all"
+    #: uid sharding (``run --shards``, agent_operator.ha.shards): the server-side
+    #: ``shardSelector`` of the list/watch, the same hash as a client-side filter (uid ->
+    #: watched here), and the fence checked before every agent call (uid -> may call now)
+    shard_selector: str = ""
+    shard_covers: Callable[[str], bool] | None = None
+    shard_gate: Callable[[str], bool] | None = None
+    #: on stop, let running handlers (and their agent calls) finish before returning
+    drain_on_stop: bool = False
 
 
 def _rv(body: Mapping[str, Any]) -> int | None:
@@ -154,11 +170,16 @@ class Controller:
         """A watch event (or initial listing, type None): update the cache, wake the object if needed."""
         body = _slim(body)
         key = _key(body)
+        uid = (body.get("metadata") or {}).get("uid")
+        if self.options.shard_covers is not None:
+            kept = self.options.shard_covers(str(uid or ""))
+            hooks.record_shard_event(kept)
+            if not kept:
+                return  # another replica's slot (the API server did not filter it)
         if event_type == "DELETED":
             self.forget(key)
             return
         cached = self.cache.get(key)
-        uid = (body.get("metadata") or {}).get("uid")
         if cached is not None and (cached.get("metadata") or {}).get("uid") != uid:
             self.forget(key)
             cached = None
@@ -209,6 +230,13 @@ class Controller:
             self._executors[key] = pool
         return pool
 
+    def _fenced_executor(self, uid: str, ctx: Context) -> ThreadPoolExecutor | None:
+        """:meth:`executor_for`, called right before each agent call: closed fence -> no call."""
+        gate = self.options.shard_gate
+        if gate is not None and not gate(uid):
+            raise ShardFenceClosed(uid)
+        return self.executor_for(ctx)
+
     async def secrets_for(self, view: TaskView) -> dict[str, dict[str, str]]:
         """Data of the Secrets in ``spec.secretRefs`` (same namespace only), briefly cached."""
         out: dict[str, dict[str, str]] = {}
@@ -242,10 +270,16 @@ class Controller:
         ctxmgr = logmod.task_context(view.namespace, view.name, view.uid) if logmod is not None else None
         if ctxmgr is not None:
             ctxmgr.__enter__()
+        executor_for = self.executor_for
+        if self.options.shard_gate is not None:
+            executor_for = functools.partial(self._fenced_executor, view.uid)
         try:
             outcome = await advance(view, self.make_context, self.backend, progress,
                                     secrets=self.secrets_for, limits=self.options.limits,
-                                    observe=hooks.observe_agent_call, executor_for=self.executor_for)
+                                    observe=hooks.observe_agent_call, executor_for=executor_for)
+        except ShardFenceClosed:
+            self.scheduler.schedule(key, SHARD_FENCE_RETRY)
+            return
         except ApiError as e:
             if e.status == 404:
                 self.forget(key)
@@ -328,6 +362,9 @@ class Controller:
         settings.watching.connect_timeout = self.options.api_timeout
         settings.networking.request_timeout = self.options.api_timeout
         settings.networking.connect_timeout = self.options.api_timeout
+        if self.options.shard_selector:
+            # kopf passes it as ``shardSelector`` on its list and watch requests (KEP-5866)
+            settings.watching.shard_selectors[names.GROUP, names.PLURAL] = self.options.shard_selector
         return settings
 
     async def wait_for_crd(self, stop_flag: asyncio.Event | None = None) -> bool:
@@ -372,6 +409,8 @@ class Controller:
             )
         finally:
             self.ready = False
+            if self.options.drain_on_stop:
+                await self.scheduler.drain()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
