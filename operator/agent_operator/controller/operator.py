@@ -364,6 +364,8 @@ class Controller:
         settings.networking.connect_timeout = self.options.api_timeout
         if self.options.shard_selector:
             # kopf passes it as ``shardSelector`` on its list and watch requests (KEP-5866)
+            if not hasattr(settings.watching, "shard_selectors"):
+                raise RuntimeError("--shards needs kopf with settings.watching.shard_selectors (kopf >= 1.45)")
             settings.watching.shard_selectors[names.GROUP, names.PLURAL] = self.options.shard_selector
         return settings
 

@@ -231,9 +231,13 @@ class Sharder:
     async def heartbeat(self) -> None:
         """Renew the member Lease every ``retry_seconds``."""
         while True:
-            self.fence_ok()  # a lapse is noticed before a renewal can make the Lease fresh again
-            await self.member.renew()
+            await self.beat()
             await asyncio.sleep(self.timing.retry_seconds)
+
+    async def beat(self) -> bool:
+        """One renewal; a lapse is noticed (fence closed) before a renewal can make the Lease fresh again."""
+        self.fence_ok()
+        return await self.member.renew()
 
     async def run(self) -> None:
         """Join, drive the slots the ring gives this replica, and leave on shutdown."""
