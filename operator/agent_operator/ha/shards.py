@@ -327,7 +327,7 @@ class Sharder:
 
     async def stop_work(self) -> None:
         """Stop the controller and wait until its in-flight calls drained."""
-        running, self.running = self.running, None
+        running = self.running
         if running is None:
             return
         running.stop.set()
@@ -339,6 +339,9 @@ class Sharder:
         except Exception as exc:  # noqa: BLE001 - the work's failure is logged; the ring goes on
             log.warning("controller ended with %s: %s", type(exc).__name__, exc)
         finally:
+            # cleared only now: the watchdog must see work that is still draining
+            if self.running is running:
+                self.running = None
             self.install_signals()
 
     async def leave(self) -> None:
