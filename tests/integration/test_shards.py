@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -25,7 +26,7 @@ import pytest
 
 from agent_operator.controller.api import new_api_client
 from agent_operator.ha import ring
-from agent_operator.ha.leader import Timing
+from agent_operator.ha.leader import ACQUIRE_JITTER, Timing
 from agent_operator.ha.shards import OWNERS_ANNOTATION
 from agent_operator.testing.agents import LEDGER_ENV, Ledger, agent_task_manifest
 from agent_operator.testing.controlplane import ControlPlane
@@ -82,7 +83,8 @@ class TableRecorder(threading.Thread):
 
     def owners(self) -> list[str]:
         lease = self.api.read_namespaced_lease(RING, self.namespace)
-        return list(json.loads((lease.metadata.annotations or {}).get(OWNERS_ANNOTATION, "[]")))
+        annotations = (lease.metadata.annotations if lease.metadata else None) or {}
+        return list(json.loads(annotations.get(OWNERS_ANNOTATION, "[]")))
 
     def run(self) -> None:
         while not self.halt.wait(0.25):
@@ -158,9 +160,15 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
         op4.proc.send_signal(signal.SIGSTOP)
         time.sleep(TIMING.lease_seconds + 4)
         op4.proc.send_signal(signal.SIGCONT)
-        code = op4.proc.wait(timeout=30)  # its watchdog ends it: work was running past the lease
-        assert code == 1, op4.logs()[-3000:]
-        died_at[op4.pid or 0] = time.time()  # a call it had in flight lasted until its exit
+        # on waking, its fence is closed (renew deadline long past); its watchdog ends the
+        # process when the controller is still running by then, else it re-joins and must
+        # confirm (lose) its slots first: either way the call intervals below must not overlap
+        try:
+            paused_exit = op4.proc.wait(timeout=15)
+            died_at[op4.pid or 0] = time.time()  # a call it had in flight lasted until its exit
+        except subprocess.TimeoutExpired:
+            paused_exit = None
+        assert paused_exit in (1, None), op4.logs()[-3000:]
 
         def phases() -> Counter[str]:
             out = kubectl("-n", namespace, "get", "agenttasks", "-o", "json").stdout
@@ -196,7 +204,8 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
     concurrent = overlaps(calls)
     longest_unowned = max(recorder.longest.values(), default=0.0)
     record(**{"scenario": f"shards 1→3→2(leave)→1(kill)→4→3(pause) gate {'on' if on else 'off'}",
-              "tasks": n_tasks, "faults": "2 joins, leave, SIGKILL, 3 joins, SIGSTOP", "lost": 0,
+              "tasks": n_tasks, "faults": "2 joins, leave, SIGKILL, 3 joins, SIGSTOP"
+              + (" (watchdog exit)" if paused_exit == 1 else ""), "lost": 0,
               "duplicates": duplicates, "orphans": 0, "stuck finalizers": 0,
               "max recovery s": longest_unowned, "re-asked creates": sum(sum(k.values()) - len(k)
                                                                         for k in creates.values())})
@@ -204,8 +213,11 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
     assert duplicates == 0, {u: dict(k) for u, k in creates.items() if len(k) > 1}  # ...once
     assert not concurrent, concurrent[:5]
     assert len({c.pid for c in calls}) >= 4  # the work really was shared
-    # the owner table never left a slot without a live owner longer than expiry + two rounds
-    assert longest_unowned <= TIMING.lease_seconds + 3 * TIMING.retry_seconds, recorder.longest
+    # no slot without a live owner for longer than the protocol allows: a crashed owner's
+    # Lease must look unchanged for a lease duration to an observer that first saw its last
+    # renewal up to a round later, and the claim lands at the observer's next round
+    rounds = TIMING.retry_seconds * (1 + ACQUIRE_JITTER)
+    assert longest_unowned <= TIMING.lease_seconds + 3 * rounds, recorder.longest
     if on:
         assert server_side == [1.0, 1.0, 1.0]
         assert filtered == [0.0, 0.0, 0.0]  # the API server sent each replica only its slots
