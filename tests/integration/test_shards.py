@@ -27,6 +27,7 @@ import pytest
 from agent_operator.controller.api import new_api_client
 from agent_operator.ha import ring
 from agent_operator.ha.leader import ACQUIRE_JITTER, Timing
+from agent_operator.ha.membership import MALFORMED_SELECTOR
 from agent_operator.ha.shards import OWNERS_ANNOTATION
 from agent_operator.testing.agents import LEDGER_ENV, Ledger, agent_task_manifest
 from agent_operator.testing.controlplane import ControlPlane
@@ -224,24 +225,31 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
     else:
         assert server_side == [0.0, 0.0, 0.0]
         assert sum(filtered) > 0  # every replica saw all events and dropped the others'
-        assert "filtering AgentTasks client-side" in op1.logs()
+        assert "does not apply the shard selector" in op1.logs()
 
 
-def test_a_bad_shard_selector_is_rejected_by_the_api_server_when_the_gate_is_on(
+def test_the_api_server_applies_the_rings_selectors_to_agenttasks_only_with_the_gate(
         control_plane: Cluster, crd: str, namespace: str) -> None:  # noqa: F811
-    """Pins the wire format the ring produces: the server parses it (gate on) or ignores the
-    parameter (gate off); a malformed one is refused only when the gate is on."""
+    """Pins the wire format the ring produces and what the operator's detection relies on: with
+    the gate on, an AgentTask list carries only the selected hash range (and, unlike built-in
+    types at v1.37.2, no ``metadata.shardInfo``) and a malformed selector is refused; with
+    the gate off the parameter is ignored."""
+    kubectl = control_plane.kubectl
+    items = [{"apiVersion": "flyteagents.dev/v1alpha1", "kind": "AgentTask", "metadata": {"name": f"p{i}"},
+              "spec": {"taskTemplate": {"type": "x"}}} for i in range(24)]
+    kubectl("-n", namespace, "create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     path = f"/apis/flyteagents.dev/v1alpha1/namespaces/{namespace}/agenttasks"
-    good = ring.selector(range(8), 32)
-    out = json.loads(control_plane.kubectl("get", "--raw", f"{path}?shardSelector={_q(good)}").stdout)
-    bad = control_plane.kubectl("get", "--raw", f"{path}?shardSelector={_q('shardRange(object.metadata.uid, 0, 1)')}",
-                                check=False)
+    half = ring.selector(range(16), 32)
+    listed = json.loads(kubectl("get", "--raw", f"{path}?shardSelector={_q(half)}").stdout)["items"]
+    in_range = [o for o in listed if ring.slot_of(o["metadata"]["uid"], 32) < 16]
+    bad = kubectl("get", "--raw", f"{path}?shardSelector={_q(MALFORMED_SELECTOR)}", check=False)
     if gate_on(control_plane):
-        assert out["metadata"]["shardInfo"] == {"selector": good}
-        assert bad.returncode != 0 and "shard selector" in bad.stderr
+        assert 0 < len(listed) < len(items) and in_range == listed
+        assert bad.returncode != 0 and "invalid shard selector" in bad.stderr
     else:
-        assert "shardInfo" not in out["metadata"]
+        assert len(listed) == len(items)
         assert bad.returncode == 0
+    kubectl("-n", namespace, "delete", "agenttasks", "--all")
 
 
 def _q(text: str) -> str:

@@ -75,7 +75,7 @@ class Store:
         self._check()
         self.leases.objs.pop(name, None)
 
-    async def shard_echoed(self, selector: str) -> bool:
+    async def server_filters(self, selector: str) -> bool:
         return self.echo
 
 

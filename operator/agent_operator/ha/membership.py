@@ -29,6 +29,8 @@ from agent_operator.ha.leader import LeaseConflict, Timing, micro_time
 log = logging.getLogger("agent_operator.shards")
 
 RING_LABEL = "flyteagents.dev/shard-ring"
+#: refused by an API server that applies shard selectors (bounds must have 16 hex digits)
+MALFORMED_SELECTOR = "shardRange(object.metadata.uid, '0x0', '0x1')"
 TABLE_LABEL = "flyteagents.dev/shard-table"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
@@ -54,8 +56,8 @@ class ShardStore(Protocol):
     async def delete(self, name: str) -> None:
         """Delete a Lease (gone already is fine)."""
 
-    async def shard_echoed(self, selector: str) -> bool:
-        """List AgentTasks with ``shardSelector=selector``: True when the list echoes it."""
+    async def server_filters(self, selector: str) -> bool:
+        """True when the API server applies ``shardSelector`` to AgentTask lists and watches."""
 
 
 class KubeShardStore:
@@ -100,10 +102,19 @@ class KubeShardStore:
     async def delete(self, name: str) -> None:
         await self._call("DELETE", f"{self._leases}/{quote(name, safe='')}")
 
-    async def shard_echoed(self, selector: str) -> bool:
+    async def server_filters(self, selector: str) -> bool:
+        """The list's ``metadata.shardInfo`` echoes the selector (built-in types do), or — for
+        custom resources, whose lists do not carry it at v1.37.2 although they are filtered —
+        the server refuses a malformed selector, which only a server applying them does."""
         body = await self._call("GET", f"{self._tasks}?limit=1&shardSelector={quote(selector, safe='')}")
         echoed = ((body or {}).get("metadata") or {}).get("shardInfo") or {}
-        return bool(echoed.get("selector") == selector)
+        if echoed.get("selector") == selector:
+            return True
+        try:
+            await self._request("GET", f"{self._tasks}?limit=1&shardSelector={quote(MALFORMED_SELECTOR, safe='')}", None)
+        except Exception as exc:  # noqa: BLE001 - only the server's refusal of the selector counts
+            return getattr(exc, "status", None) in (400, 422, 500) and "shard selector" in str(exc)
+        return False
 
 
 def member_name(ring: str) -> str:

@@ -176,15 +176,10 @@ class Sharder:
 
     async def round(self) -> None:
         """One read → observe → plan → (drain) → write → (re)start cycle."""
-        if self.running is not None and self.running.task.done():
-            task, self.running = self.running.task, None
-            self.install_signals()
-            if not task.cancelled() and task.exception() is not None:
-                self.failure = task.exception()
-                log.error("the controller failed: %s: %s; leaving the ring", type(self.failure).__name__, self.failure)
-            else:
-                log.info("the controller stopped by itself (signal): leaving the ring")
-            self.shutdown.set()
+        # kopf installs its own SIGTERM/SIGINT handlers when it starts: take them back, so a
+        # signal starts our drain-and-release instead of a stop we would take for a ring change
+        self.install_signals()
+        if self.shutdown.is_set():
             return
         table = await self.table.read()  # before observing members: see the module docstring
         live = await self.member.observe()
@@ -218,7 +213,7 @@ class Sharder:
         """Run the controller over the driven slots (server-side selector, client-side filter)."""
         view = ShardView(self.table.slots, self.driving, self._fenced)
         try:
-            server_side = await self.member.store.shard_echoed(view.selector)
+            server_side = await self.member.store.server_filters(view.selector)
         except Exception as exc:  # noqa: BLE001 - the client-side filter keeps it correct
             log.warning("could not probe the shard selector: %s", exc)
             server_side = False
@@ -226,18 +221,36 @@ class Sharder:
             if server_side:
                 log.info("the API server filters by shard (ShardedListAndWatch): watching %s", view.selector)
             else:
-                log.warning("the API server did not echo the shard selector (feature gate "
+                log.warning("the API server does not apply the shard selector (feature gate "
                             "ShardedListAndWatch off or unsupported): filtering AgentTasks client-side")
             self._server_side = server_side
         metrics.SERVER_SIDE.set(1 if server_side else 0)
         stop = asyncio.Event()
-        self.running = _Running(view, stop, asyncio.create_task(self.work(view, stop)), self.member.clock())
+        self.running = _Running(view, stop, asyncio.create_task(self._guarded(view, stop)), self.member.clock())
+
+    async def _guarded(self, view: ShardView, stop: asyncio.Event) -> None:
+        """The work; when it ends without being asked to (kopf stopped on SIGTERM/SIGINT, or
+        failed), the replica leaves the ring."""
+        try:
+            await self.work(view, stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failure = exc
+            log.error("the controller failed: %s: %s; leaving the ring", type(exc).__name__, exc)
+            self.shutdown.set()
+            return
+        if not stop.is_set():
+            log.info("the controller stopped by itself (signal): leaving the ring")
+            self.shutdown.set()
 
     async def stop_work(self) -> None:
         """Stop the controller and wait until its in-flight calls drained."""
         running = self.running
         if running is None:
             return
+        if running.task.done() and not running.stop.is_set():
+            self.shutdown.set()  # it had ended by itself (a signal reached kopf first)
         running.stop.set()
         try:
             await running.task
