@@ -82,11 +82,16 @@ class Interval:
     end: float
 
 
-def intervals(ledger: Ledger, died_at: Mapping[int, float] | None = None) -> list[Interval]:
+def intervals(ledger: Ledger, died_at: Mapping[int, float] | None = None,
+              paused: Mapping[int, tuple[float, float]] | None = None) -> list[Interval]:
     """Every call of this agent, paired start→end per (process, key) (calls of one key never
-    run twice at once in one process); an unfinished call lasts until its process died."""
+    run twice at once in one process); an unfinished call lasts until its process died.
+
+    ``paused`` (pid -> SIGSTOP, SIGCONT times): a frozen process executes nothing, so a call
+    spanning its pause is split into the part before and the part after it.
+    """
     starts: dict[tuple[int, str], list[tuple[str, float]]] = defaultdict(list)
-    out: list[Interval] = []
+    raw: list[Interval] = []
     for call in ledger.calls(task_type=TASK_TYPE):
         method, _, end = call.method.partition("@")
         uid = call.key.rsplit("-", 1)[0]
@@ -94,10 +99,19 @@ def intervals(ledger: Ledger, died_at: Mapping[int, float] | None = None) -> lis
             starts[(call.pid, call.key)].append((method, call.ts))
         elif starts[(call.pid, call.key)]:
             m, ts = starts[(call.pid, call.key)].pop(0)
-            out.append(Interval(uid, call.pid, m, ts, call.ts))
+            raw.append(Interval(uid, call.pid, m, ts, call.ts))
     for (pid, key), pending in starts.items():
         for m, ts in pending:
-            out.append(Interval(key.rsplit("-", 1)[0], pid, m, ts, (died_at or {}).get(pid, float("inf"))))
+            raw.append(Interval(key.rsplit("-", 1)[0], pid, m, ts, (died_at or {}).get(pid, float("inf"))))
+    out: list[Interval] = []
+    for c in raw:
+        stop, cont = (paused or {}).get(c.pid, (float("inf"), float("inf")))
+        if c.start < stop < c.end:
+            out.append(Interval(c.uid, c.pid, c.method, c.start, stop))
+            if cont < c.end:
+                out.append(Interval(c.uid, c.pid, c.method, cont, c.end))
+        else:
+            out.append(c)
     return out
 
 
