@@ -60,6 +60,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    "(default off)")
     p.add_argument("--shard-ring", default="agent-operator-shards", metavar="NAME",
                    help="name of the shard ring (its owner-table Lease and the member Leases' label)")
+    p.add_argument("--shard-lease-duration", type=_seconds, default=15.0, metavar="S",
+                   help="member Lease duration: a crashed replica's slots move after this long (default 15s)")
+    p.add_argument("--shard-renew-deadline", type=_seconds, default=10.0, metavar="S",
+                   help="a replica that could not renew its member Lease for this long stops driving "
+                   "(must be < the lease duration; default 10s)")
+    p.add_argument("--shard-retry-period", type=_seconds, default=2.0, metavar="S",
+                   help="member Lease renewal and ring round period (default 2s)")
     p.add_argument("--default-poll-interval", type=_seconds, default=10.0, metavar="S",
                    help="poll interval when neither the AgentTask nor the agent sets one (default 10s)")
     p.add_argument("--min-poll-interval", type=_seconds, default=1.0, metavar="S", help="poll interval floor (default 1s)")
@@ -236,7 +243,11 @@ async def _run_sharded(args: argparse.Namespace, api: Any, signer: Any, options:
     # Lease I/O on its own two workers, never queued behind a burst of task writes (a
     # 1,000-task burst kept a renewal waiting past the renew deadline in the bench), and
     # bounded well inside the renew deadline
-    lease_api = KubeApi(api.api_client, workers=2, request_timeout=leader.Timing().retry_seconds * 2)
+    try:
+        timing = leader.Timing(args.shard_lease_duration, args.shard_renew_deadline, args.shard_retry_period)
+    except ValueError as e:
+        raise ValueError(f"--shard-lease-duration/--shard-renew-deadline/--shard-retry-period: {e}") from None
+    lease_api = KubeApi(api.api_client, workers=2, request_timeout=timing.retry_seconds * 2)
 
     async def request(method: str, path: str, body: Any) -> Any:
         return await lease_api._request(method, path, body, "application/json" if body is not None else None)
@@ -253,7 +264,7 @@ async def _run_sharded(args: argparse.Namespace, api: Any, signer: Any, options:
     holder["joined"] = True
     try:
         await shards.run_sharded(work, store, ring=args.shard_ring, name=membership.member_name(args.shard_ring),
-                                 identity=leader.default_identity(), slots=ring.DEFAULT_SLOTS)
+                                 identity=leader.default_identity(), slots=ring.DEFAULT_SLOTS, timing=timing)
     finally:
         lease_api.close()
 
