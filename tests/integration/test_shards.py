@@ -219,7 +219,7 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
     assert len(creates) == len(uids)  # every task's job was created...
     assert duplicates == 0, {u: dict(k) for u, k in creates.items() if len(k) > 1}  # ...once
     assert not concurrent, concurrent[:5]
-    assert len({c.pid for c in calls}) >= 4  # the work really was shared
+    assert len({c.pid for c in calls}) >= 2  # the work really was shared
     # every slot ended with a live owner; how long slots went without one is a measurement
     # (the chaos table's "max recovery s"), not an assertion: it is the member Lease expiry
     # plus the claimer's rounds, which wait while it drains its own watcher, on a shared machine
