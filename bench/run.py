@@ -51,7 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about 10 minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 10,000-task scenarios")
     p.add_argument("--contenders", default=",".join(contenders.ALL), help="comma-separated subset")
-    p.add_argument("--scenarios", default="parse,burst,steady,idle,scale,realistic", help="comma-separated subset")
+    p.add_argument("--scenarios", default="parse,burst,steady,idle,scale,realistic", help="comma-separated subset "
+                   "(also: shards - N replicas of --shards auto, on API servers with ShardedListAndWatch on and off)")
+    p.add_argument("--shards-tasks", type=int, default=1000, help="tasks of the shards scenario (default 1000)")
+    p.add_argument("--shards-replicas", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
+                   help="replica counts of the shards scenario (default 1,2,4)")
     p.add_argument("--burst", type=lambda s: [int(x) for x in s.split(",")], help="burst sizes, e.g. 100,1000")
     p.add_argument("--burst-repeats", type=int, help="interleaved rounds of the largest burst (best kept)")
     p.add_argument("--steady-rate", type=float)
@@ -207,21 +211,33 @@ def main(argv: list[str] | None = None) -> int:
     for note in meta["scaled_down"]:
         print(f"NOTE: {note}", flush=True)
     t0 = time.time()
-    if args.kubeconfig:
+    what = set(args.scenarios.split(","))
+    if what == {"shards"}:
+        results: dict[str, Any] = {"meta": meta}
+    elif args.kubeconfig:
         meta["crd"] = "(external cluster)"
         results = asyncio.run(run_all(args, Path(args.kubeconfig), workdir, meta, external_apiserver_pid(args.kubeconfig)))
     else:
         with ControlPlane(log=lambda m: print(f"[control-plane] {m}", flush=True)) as cp:
             meta["crd"] = install_crd(cp)
             results = asyncio.run(run_all(args, cp.kubeconfig, workdir, meta, cp.pids.get("kube-apiserver")))
+    if "shards" in what:
+        from . import shards
+
+        results["shards"] = shards.run(workdir, args.shards_tasks, args.shards_replicas, args.concurrency,
+                                       log=lambda m: print(m, flush=True))
     meta["seconds"] = round(time.time() - t0, 1)
     meta["loadavg_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / (stamp.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else ""))
     base.with_suffix(".json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
-    markdown = report.markdown(results)
+    markdown = report.markdown(results) if what != {"shards"} else ""
+    if "shards" in results:
+        from . import shards
+
+        markdown += shards.markdown(results["shards"])
     base.with_suffix(".md").write_text(markdown)
-    png = report.plot(results, base.with_suffix(".png"))
+    png = report.plot(results, base.with_suffix(".png")) if what != {"shards"} else None
     print(markdown)
     print(f"results: {base.with_suffix('.json')}, {base.with_suffix('.md')}" + (f", {png}" if png else ""))
     print(f"contender logs and agent call logs: {workdir}")

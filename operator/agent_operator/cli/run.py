@@ -54,6 +54,20 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--leader-election-namespace", metavar="NS", help="namespace of the Lease (default: $POD_NAMESPACE, "
                    "the first --namespace, or 'default')")
     p.add_argument("--leader-election-id", default="agent-operator", metavar="NAME", help="name of the Lease")
+    p.add_argument("--shards", choices=("off", "auto"), default="off",
+                   help="'auto': active-active replicas share AgentTasks by uid hash (member Leases "
+                   "in the leader-election namespace, server-side sharded list/watch when the API "
+                   "server has ShardedListAndWatch, a client-side filter otherwise); see docs/scaling.md "
+                   "(default off)")
+    p.add_argument("--shard-ring", default="agent-operator-shards", metavar="NAME",
+                   help="name of the shard ring (its owner-table Lease and the member Leases' label)")
+    p.add_argument("--shard-lease-duration", type=_seconds, default=15.0, metavar="S",
+                   help="member Lease duration: a crashed replica's slots move after this long (default 15s)")
+    p.add_argument("--shard-renew-deadline", type=_seconds, default=10.0, metavar="S",
+                   help="a replica that could not renew its member Lease for this long stops driving "
+                   "(must be < the lease duration; default 10s)")
+    p.add_argument("--shard-retry-period", type=_seconds, default=2.0, metavar="S",
+                   help="member Lease renewal and ring round period (default 2s)")
     p.add_argument("--default-poll-interval", type=_seconds, default=10.0, metavar="S",
                    help="poll interval when neither the AgentTask nor the agent sets one (default 10s)")
     p.add_argument("--min-poll-interval", type=_seconds, default=1.0, metavar="S", help="poll interval floor (default 1s)")
@@ -189,7 +203,7 @@ def run_operator(args: argparse.Namespace) -> int:
 
     def ready() -> bool:
         c = holder.get("controller")
-        return c is not None and c.ready
+        return c is not None and c.ready or bool(holder.get("joined"))
 
     servers = [_start_health(args.health_port, ready)]
     if args.metrics_port and args.metrics_port != args.health_port:
@@ -201,6 +215,9 @@ def run_operator(args: argparse.Namespace) -> int:
 
     async def operate() -> None:
         key = await api.ensure_signing_key(*signing)
+        if args.shards == "auto":
+            await _run_sharded(args, api, Signer(key), options, holder)
+            return
         controller = Controller(api, Signer(key), options)
         holder["controller"] = controller
         if not args.leader_elect:
@@ -226,6 +243,51 @@ def run_operator(args: argparse.Namespace) -> int:
                 server.stop()
     log.info("operator stopped")
     return 0
+
+
+async def _run_sharded(args: argparse.Namespace, api: Any, signer: Any, options: Any, holder: dict[str, Any]) -> None:
+    """``--shards auto``: one member of the uid ring; a fresh controller per set of owned slots."""
+    import dataclasses
+
+    from agent_operator.controller.client import KubeClient
+    from agent_operator.controller.operator import Controller
+    from agent_operator.crd import names
+    from agent_operator.ha import leader, membership, ring, shards
+
+    if args.leader_elect:
+        raise ValueError("--shards auto and --leader-elect exclude each other (sharded replicas are all active)")
+    namespace = args.leader_election_namespace or _home_namespace(args)
+    prefix = f"/apis/{names.GROUP}/{names.VERSION}"
+    tasks_path = (f"{prefix}/namespaces/{args.namespace[0]}/{names.PLURAL}" if args.namespace
+                  else f"{prefix}/{names.PLURAL}")
+
+    # Lease I/O on its own two workers, never queued behind a burst of task writes (a
+    # 1,000-task burst kept a renewal waiting past the renew deadline in the bench), and
+    # bounded well inside the renew deadline
+    try:
+        timing = leader.Timing(args.shard_lease_duration, args.shard_renew_deadline, args.shard_retry_period)
+    except ValueError as e:
+        raise ValueError(f"--shard-lease-duration/--shard-renew-deadline/--shard-retry-period: {e}") from None
+    lease_client = KubeClient(api.client.config, pool_size=2, timeout=timing.retry_seconds * 2)
+
+    async def request(method: str, path: str, body: Any) -> Any:
+        return await lease_client.request(method, path, body)
+
+    store = membership.KubeShardStore(request, namespace, args.shard_ring, tasks_path)
+
+    async def work(view: shards.ShardView, stop: asyncio.Event) -> None:
+        controller = Controller(api, signer, dataclasses.replace(
+            options, shard_selector=view.selector, shard_covers=view.covers, shard_gate=view.may_drive,
+            drain_on_stop=True))
+        holder["controller"] = controller
+        await controller.run(stop_flag=stop)
+
+    holder["joined"] = True
+    try:
+        await shards.run_sharded(work, store, ring=args.shard_ring, name=membership.member_name(args.shard_ring),
+                                 identity=leader.default_identity(), slots=ring.DEFAULT_SLOTS, timing=timing)
+    finally:
+        await lease_client.close()
 
 
 def exit_now(code: int) -> None:

@@ -79,7 +79,7 @@ def registry(on_event: Callable[[str | None, dict[str, Any]], None], client: Kub
     return reg
 
 
-def settings(*, watch_inactivity_timeout: float, api_timeout: float) -> Any:
+def settings(*, watch_inactivity_timeout: float, api_timeout: float, shard_selector: str = "") -> Any:
     """Settings that keep kopf from writing anything by itself, and bound every wait on
     the API server so a silently dead connection is noticed (no deaf operator)."""
     import kopf
@@ -100,6 +100,9 @@ def settings(*, watch_inactivity_timeout: float, api_timeout: float) -> Any:
     s.watching.connect_timeout = api_timeout
     s.networking.request_timeout = api_timeout
     s.networking.connect_timeout = api_timeout
+    if shard_selector:
+        # kopf passes it as ``shardSelector`` on its list and watch requests (KEP-5866)
+        s.watching.shard_selectors[names.GROUP, names.PLURAL] = shard_selector
     return s
 
 

@@ -19,8 +19,9 @@ the core computed a different one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from agent_operator.controller.secrets import SecretCache
 from agent_operator.controller.stats import report_stats
 from agent_operator.core.context import ContextFactory
 from agent_operator.core.model import EventRecord
-from agent_operator.core.reconcile import Settings
+from agent_operator.core.reconcile import Context, Settings
 from agent_operator.core.runner import CallLimits, Progress, advance
 from agent_operator.core.scheduler import PollScheduler
 from agent_operator.core.signing import Signer
@@ -47,6 +48,13 @@ log = logging.getLogger(__name__)
 READY_MARKER = kopf_adapter.READY_MARKER
 API_ERROR_RETRY = 2.0
 API_ERROR_MAX = 120.0
+#: a task whose shard fence is closed is looked at again this much later (by then the
+#: replica either drives its slot again or was restarted over other slots)
+SHARD_FENCE_RETRY = 1.0
+
+
+class ShardFenceClosed(Exception):
+    """This replica may not call the agent of this task now (its uid slot is not driven here)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,14 @@ class ControllerOptions:
     api_timeout: float = 30.0
     #: which Events to post: "warnings" (Warnings and final transitions) or "all" transitions
     events: str = EVENT_MODES[0]
+    #: uid sharding (``run --shards``, agent_operator.ha.shards): the server-side
+    #: ``shardSelector`` of the list/watch, the same hash as a client-side filter (uid ->
+    #: watched here), and the fence checked before every agent call (uid -> may call now)
+    shard_selector: str = ""
+    shard_covers: Callable[[str], bool] | None = None
+    shard_gate: Callable[[str], bool] | None = None
+    #: on stop, let running handlers (and their agent calls) finish before returning
+    drain_on_stop: bool = False
 
 
 def _group(spec: Mapping[str, Any]) -> str:
@@ -115,6 +131,9 @@ class Controller:
 
     def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (or initial listing, type None): update the cache, wake the object if needed."""
+        covers = self.options.shard_covers
+        if covers is not None and not covers(str((body.get("metadata") or {}).get("uid") or "")):
+            return  # another replica's slot (the API server did not filter it)
         seen = self.cache.observe(event_type, body)
         if seen.forget:
             self._drop_state(seen.key, seen.previous)
@@ -123,6 +142,13 @@ class Controller:
             self.scheduler.schedule(seen.key, 0.0, group=_group(cached.get("spec") or {}), earliest=True)
 
     # ------------------------------------------------------------------ reconcile
+    def _fenced_pool(self, uid: str, ctx: Context) -> ThreadPoolExecutor | None:
+        """The agent's pool, asked right before each agent call: a closed shard fence -> no call."""
+        gate = self.options.shard_gate
+        if gate is not None and not gate(uid):
+            raise ShardFenceClosed(uid)
+        return self.pools(ctx)
+
     async def handle(self, key: Key) -> None:
         """Scheduler callback: advance one object until it waits, then schedule its next step."""
         body = self.cache.get(key)
@@ -134,10 +160,16 @@ class Controller:
         ctxmgr = logmod.task_context(view.namespace, view.name, view.uid) if logmod is not None else None
         if ctxmgr is not None:
             ctxmgr.__enter__()
+        executor_for: Callable[[Context], ThreadPoolExecutor | None] = self.pools
+        if self.options.shard_gate is not None:
+            executor_for = functools.partial(self._fenced_pool, view.uid)
         try:
             outcome = await advance(view, self.contexts, self.backend, progress,
                                     secrets=self.secrets.secrets_for, limits=self.options.limits,
-                                    observe=hooks.observe_agent_call, executor_for=self.pools)
+                                    observe=hooks.observe_agent_call, executor_for=executor_for)
+        except ShardFenceClosed:
+            self.scheduler.schedule(key, SHARD_FENCE_RETRY)
+            return
         except NotFound:
             self.forget(key)
             return
@@ -188,10 +220,13 @@ class Controller:
             await kopf_adapter.run(
                 kopf_adapter.registry(self.on_event, self.api.client, self._set_ready),
                 kopf_adapter.settings(watch_inactivity_timeout=self.options.watch_inactivity_timeout,
-                                      api_timeout=self.options.api_timeout),
+                                      api_timeout=self.options.api_timeout,
+                                      shard_selector=self.options.shard_selector),
                 self.options.namespaces, stop_flag)
         finally:
             self.ready = False
+            if self.options.drain_on_stop:
+                await self.scheduler.drain()
             await self.events.drain(timeout=5.0)
             for task in tasks:
                 task.cancel()
