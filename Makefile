@@ -46,7 +46,7 @@ kubectl: controlplane ## print the path of the kubectl built from the pinned rel
 	@$(PY) -m agent_operator.testing.assets kubectl
 
 .PHONY: test
-test: controlplane ## run unit and integration tests against a real local control plane
+test: controlplane prometheus flux ## run unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -113,3 +113,15 @@ clean: cluster-down ## remove the venv, caches and local cluster state (keeps th
 	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@echo "binary cache kept in $${AGENT_OPERATOR_CACHE:-$$HOME/.cache/agent-operator} (rm -rf it to rebuild)"
+
+.PHONY: prometheus
+prometheus: install ## build (or find cached / PROMETHEUS_BIN_DIR) promtool and prometheus
+	@start=$$(date +%s); \
+	$(PY) -m agent_operator.testing.gotools build prometheus; \
+	echo "promtool and prometheus ready in $$(( $$(date +%s) - start ))s"
+
+.PHONY: flux
+flux: install ## build (or find cached / FLUX_BIN_DIR) Flux's source-controller and kustomize-controller
+	@start=$$(date +%s); \
+	$(PY) -m agent_operator.testing.gotools build flux; \
+	echo "Flux controllers ready in $$(( $$(date +%s) - start ))s"

@@ -96,10 +96,14 @@ class KubeApi:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._call, method, path, body, content_type)
+        except ApiError as e:
+            error = e
         except ApiException as e:
-            raise ApiError(int(e.status or 0), str(e.body or e.reason)[:500]) from None
+            error = ApiError(int(e.status or 0), str(e.body or e.reason)[:500])
         except (OSError, Urllib3Error, ValueError) as e:
-            raise ApiError(0, f"{type(e).__name__}: {e}") from None
+            error = ApiError(0, f"{type(e).__name__}: {e}")
+        hooks.record_api_error(method, error.status)
+        raise error from None
 
     @staticmethod
     def _path(prefix: str, namespace: str, plural: str, name: str = "", subresource: str = "") -> str:

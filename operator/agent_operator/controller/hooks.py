@@ -64,6 +64,16 @@ def record_api_write(verb: str, resource: str) -> None:
     _call(METRICS, "record_api_write", verb, resource)
 
 
+def record_watch_event() -> None:
+    """The controller received one AgentTask watch event."""
+    _call(METRICS, "record_watch_event")
+
+
+def record_api_error(method: str, code: int) -> None:
+    """One API request failed with HTTP ``code`` (0: no answer)."""
+    _call(METRICS, "record_api_error", method, code)
+
+
 def set_queue_depth(n: int) -> None:
     """Scheduled tasks waiting for their next step."""
     _call(METRICS, "set_queue_depth", n)

@@ -152,6 +152,7 @@ class Controller:
 
     def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (or initial listing, type None): update the cache, wake the object if needed."""
+        hooks.record_watch_event()
         body = _slim(body)
         key = _key(body)
         if event_type == "DELETED":
