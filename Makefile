@@ -125,3 +125,7 @@ flux: install ## build (or find cached / FLUX_BIN_DIR) Flux's source-controller 
 	@start=$$(date +%s); \
 	$(PY) -m agent_operator.testing.gotools build flux; \
 	echo "Flux controllers ready in $$(( $$(date +%s) - start ))s"
+
+.PHONY: gitops-demo
+gitops-demo: controlplane flux ## examples/ committed to a loopback git server, synced by Flux built here, run to Succeeded
+	@bash examples/gitops-demo.sh

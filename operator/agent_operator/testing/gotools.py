@@ -64,7 +64,7 @@ class GoToolFamily:
 
 
 PROMETHEUS_VERSION = "v0.316.0"
-FLUX_VERSION = "v1.9.6"
+FLUX_VERSION = "v1.9.0"
 
 #: promtool and prometheus from github.com/prometheus/prometheus.  ``remove_all_sd`` drops every
 #: service-discovery plugin (cloud SDKs, Kubernetes client): tests scrape static loopback targets.
@@ -80,7 +80,9 @@ PROMETHEUS = GoToolFamily(
     tags=("remove_all_sd",),
 )
 
-#: Flux's source-controller and kustomize-controller, same release for both.
+#: Flux's source-controller and kustomize-controller, same release for both.  v1.9.0 is the newest
+#: release whose whole dependency graph the module proxy serves and that builds with Go 1.26
+#: (v1.9.5/v1.9.6 need github.com/fluxcd/pkg/artifact v0.18.3, which it refuses; v1.10.x need Go 1.27).
 FLUX = GoToolFamily(
     name="flux",
     version=FLUX_VERSION,
