@@ -104,3 +104,12 @@ def test_dashboard_panels_query_exported_metrics() -> None:
     for title, expr in dashboard_queries():
         used = set(re.findall(r"agent_operator_[a-z_]+", expr))
         assert used and used <= exported, f"panel {title!r}: unknown metrics {used - exported}"
+
+
+def test_rules_command_prints_a_rule_file_promtool_accepts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent_operator.testing.prometheus import main
+
+    assert main(["rules"]) == 0
+    (tmp_path / "agent-operator.rules.yaml").write_text(capsys.readouterr().out)
+    proc = promtool("check", "rules", "agent-operator.rules.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
