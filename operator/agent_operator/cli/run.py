@@ -177,10 +177,12 @@ def serve(args: argparse.Namespace) -> int:
         key = await api.ensure_signing_key(*signing)
         controller = Controller(api, Signer(key), options)
         holder["controller"] = controller
+        from agent_operator.controller import hooks
+
         if not args.leader_elect:
+            hooks.set_leader(True)  # the only replica: agent_operator_leader 1, as documented
             await controller.run()
             return
-        from agent_operator.controller import hooks
 
         leader = hooks.leader_module()
         if leader is None:

@@ -74,6 +74,11 @@ def record_api_error(method: str, code: int) -> None:
     _call(METRICS, "record_api_error", method, code)
 
 
+def set_leader(is_leader: bool) -> None:
+    """Whether this replica is active (leader, or running without leader election)."""
+    _call(METRICS, "set_leader", is_leader)
+
+
 def set_queue_depth(n: int) -> None:
     """Scheduled tasks waiting for their next step."""
     _call(METRICS, "set_queue_depth", n)
