@@ -72,6 +72,7 @@ class FluxControllers:
         self.kubectl = str(kubectl)
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="agent-operator-flux-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = log
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.health_ports: dict[str, int] = {}

@@ -74,6 +74,7 @@ class PrometheusServer:
         self.job = job
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="agent-operator-prom-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
