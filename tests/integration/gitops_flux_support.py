@@ -57,6 +57,7 @@ class GitOps:
     repo: GitRepo
     flux: FluxControllers
     name: str = "tasks"
+    synced: bool = False
 
     @property
     def ns(self) -> str:
@@ -77,11 +78,13 @@ class GitOps:
                                   "sourceRef": {"kind": "GitRepository", "name": self.name}}}
         self.env.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                                "items": [source, kustomization]}))
+        self.synced = True
 
     def push(self, message: str) -> str:
         """Commit and push the working tree, then ask source-controller to fetch it now."""
         revision = self.repo.commit(message)
-        self.request_reconcile("gitrepository")
+        if self.synced:
+            self.request_reconcile("gitrepository")
         return revision
 
     def request_reconcile(self, kind: str) -> None:

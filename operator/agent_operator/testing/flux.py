@@ -97,6 +97,7 @@ class FluxControllers:
                 "--watch-all-namespaces=true", "--log-level=info", "--log-encoding=json"]
         if name == "source-controller":
             self.storage_port = processes.free_port()
+            (self.workdir / "artifacts").mkdir(exist_ok=True)
             argv += [f"--storage-path={self.workdir / 'artifacts'}", f"--storage-addr=127.0.0.1:{self.storage_port}",
                      f"--storage-adv-addr=127.0.0.1:{self.storage_port}"]
         else:
