@@ -46,7 +46,7 @@ kubectl: controlplane ## print the path of the kubectl built from the pinned rel
 	@$(PY) -m agent_operator.testing.assets kubectl
 
 .PHONY: test
-test: controlplane prometheus ## run unit and integration tests against a real local control plane
+test: controlplane prometheus flux ## run unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
