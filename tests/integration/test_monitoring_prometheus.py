@@ -110,5 +110,12 @@ def test_an_agent_outage_takes_the_error_ratio_alert_to_firing(watched: tuple[En
                 empty.append(f"{panel['title']}: {target['expr']}")
     assert not empty, f"dashboard queries without series: {empty}"
 
+    # the runbook's listing of tasks with phase and reason (docs/monitoring.md, TasksStalled)
+    listing = env.kubectl("get", "agenttasks", "-A", "-o", "custom-columns=NS:.metadata.namespace,"
+                          "NAME:.metadata.name,PHASE:.status.phase,REASON:.status.reason").stdout
+    rows = {tuple(line.split()[:3]) for line in listing.splitlines()[1:]}
+    assert (env.namespace, "healthy", "Succeeded") in rows, listing
+    assert any(r[:2] == (env.namespace, "broken") for r in rows), listing
+
     outage.unlink()  # the agent recovers: the task finishes and the ratio drains
     env.wait_phase("broken", "Succeeded", timeout=120)
