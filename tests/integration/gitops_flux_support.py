@@ -95,9 +95,10 @@ class GitOps:
     def kustomization(self) -> dict[str, Any]:
         return dict(self.env.get(self.name, "kustomizations.kustomize.toolkit.fluxcd.io"))
 
-    def ready(self) -> dict[str, Any]:
+    def ready(self, kustomization: dict[str, Any] | None = None) -> dict[str, Any]:
         """The Kustomization's Ready condition ({} before the first one)."""
-        for c in (self.kustomization().get("status") or {}).get("conditions") or []:
+        obj = kustomization if kustomization is not None else self.kustomization()
+        for c in (obj.get("status") or {}).get("conditions") or []:
             if c.get("type") == "Ready":
                 return dict(c)
         return {}
@@ -109,9 +110,9 @@ class GitOps:
         def reached() -> dict[str, Any] | None:
             if check is not None:
                 check()
-            ready = self.ready()
-            ks = self.kustomization().get("status") or {}
-            attempted = ks.get("lastAttemptedRevision", "")
+            obj = self.kustomization()  # one read: the condition and the revision must agree
+            ready = self.ready(obj)
+            attempted = str((obj.get("status") or {}).get("lastAttemptedRevision", ""))
             if ready.get("status") == status and attempted.endswith(revision):
                 return ready
             return None
