@@ -67,10 +67,11 @@ def test_a_failed_task_makes_the_kustomization_not_ready_with_its_reason(gitops:
 
 def test_an_edited_spec_is_rejected_and_force_recreates_the_task(gitops: GitOps) -> None:
     g = gitops
-    g.repo.write("tasks/job.yaml", task_yaml("job"))
-    first = g.push("job v1")
-    g.sync(wait=True)
-    g.wait_ready("True", first)
+    g.repo.write("tasks/job.yaml", task_yaml("job", phases=["RUNNING"]))  # runs until cancelled
+    g.push("job v1")
+    g.sync(wait=True, timeout="20s")
+    g.env.wait("Flux created the task", lambda: "job" in g.task_names())
+    g.env.wait_phase("job", "Running")
     old_uid = g.env.uid("job")
 
     g.repo.write("tasks/job.yaml", task_yaml("job", phases=["RUNNING", "RUNNING", "SUCCEEDED"]))
@@ -79,6 +80,11 @@ def test_an_edited_spec_is_rejected_and_force_recreates_the_task(gitops: GitOps)
     assert ready["reason"] == "ReconciliationFailed", ready
     assert "spec is immutable" in ready["message"], ready
     assert g.env.uid("job") == old_uid  # nothing was applied
+    # the new commit waited for the health check of the running v1 to time out (Flux's default:
+    # the CancelHealthCheckOnNewRevision feature gate is off), as the Kustomization's Events show
+    messages = [str(e.get("message")) for e in g.env.events(g.name)]
+    assert any("timeout waiting for" in m and f"AgentTask/{g.ns}/job status: 'InProgress'" in m
+               for m in messages), messages
 
     # what docs/gitops.md tells users: let Flux recreate this object (or give it a new name)
     g.repo.write("tasks/job.yaml", task_yaml("job", phases=["RUNNING", "RUNNING", "SUCCEEDED"],
@@ -87,6 +93,7 @@ def test_an_edited_spec_is_rejected_and_force_recreates_the_task(gitops: GitOps)
     g.wait_ready("True", forced)
     assert g.env.uid("job") != old_uid
     assert g.env.status("job")["phase"] == "Succeeded"
+    assert g.env.ledger.count("delete", old_uid) == 1  # the running job of the old task was cancelled
     assert g.env.ledger.count("create", g.env.uid("job")) == 1
 
 
