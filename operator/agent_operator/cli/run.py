@@ -220,7 +220,10 @@ def run_operator(args: argparse.Namespace) -> int:
             return
         controller = Controller(api, Signer(key), options)
         holder["controller"] = controller
+        from agent_operator.controller import hooks
+
         if not args.leader_elect:
+            hooks.set_leader(True)  # the only replica: agent_operator_leader 1, as documented
             await controller.run()
             return
         from agent_operator.ha import leader

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from agent_operator.controller import hooks
 from agent_operator.controller.config import ClusterConfig
 from agent_operator.controller.errors import ApiError, Unauthorized, Unreachable, error_for
 
@@ -99,9 +100,13 @@ class KubeClient:
             try:
                 answer = await self._send(method, path, data, headers, params, timeout, decode)
                 return answer
-            except Unauthorized:
+            except Unauthorized as e:
                 if attempt:
+                    hooks.record_api_error(method, e.code)
                     raise
+            except ApiError as e:
+                hooks.record_api_error(method, e.code)
+                raise
         return answer  # pragma: no cover - the loop returns or raises
 
     async def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str],

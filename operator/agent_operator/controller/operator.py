@@ -131,6 +131,7 @@ class Controller:
 
     def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (or initial listing, type None): update the cache, wake the object if needed."""
+        hooks.record_watch_event()
         covers = self.options.shard_covers
         if covers is not None and not covers(str((body.get("metadata") or {}).get("uid") or "")):
             return  # another replica's slot (the API server did not filter it)
