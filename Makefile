@@ -52,7 +52,7 @@ lint: install ## mypy --strict and the import contracts of .importlinter (layers
 	$(VENV)/bin/lint-imports
 
 .PHONY: test
-test: lint controlplane ## lint, then unit and integration tests against a real local control plane
+test: lint controlplane prometheus flux ## lint, then unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -183,3 +183,19 @@ helm: install ## print the path of the helm built from its Go module (AGENT_OPER
 
 # the image and helm are built (or found cached) before the tests that use them
 test: image helm
+
+.PHONY: prometheus
+prometheus: install ## build (or find cached / PROMETHEUS_BIN_DIR) promtool and prometheus
+	@start=$$(date +%s); \
+	$(PY) -m agent_operator.testing.gotools build prometheus; \
+	echo "promtool and prometheus ready in $$(( $$(date +%s) - start ))s"
+
+.PHONY: flux
+flux: install ## build (or find cached / FLUX_BIN_DIR) Flux's source-controller and kustomize-controller
+	@start=$$(date +%s); \
+	$(PY) -m agent_operator.testing.gotools build flux; \
+	echo "Flux controllers ready in $$(( $$(date +%s) - start ))s"
+
+.PHONY: gitops-demo
+gitops-demo: controlplane flux ## examples/ committed to a loopback git server, synced by Flux built here, run to Succeeded
+	@bash examples/gitops-demo.sh

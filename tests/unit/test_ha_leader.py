@@ -23,7 +23,7 @@ from agent_operator.ha.leader import (
 from lease_memory import MemoryLease
 
 FAST = Timing(lease_seconds=1.0, renew_seconds=0.7, retry_seconds=0.15)
-KW: dict[str, Any] = dict(api_client=None, namespace="ns", name="lease",
+KW: dict[str, Any] = dict(client=None, namespace="ns", name="lease",
                           lease_seconds=FAST.lease_seconds, renew_seconds=FAST.renew_seconds,
                           retry_seconds=FAST.retry_seconds, hard_exit=False)
 
@@ -216,7 +216,7 @@ def test_blocked_leader_process_exits_before_its_lease_can_expire(tmp_path: Path
             print("leading", time.monotonic(), flush=True)
             time.sleep(60)  # a blocking call holds the event loop: no renewals happen
 
-        asyncio.run(run_with_leader_election(work, api_client=None, namespace="ns", name="lease",
+        asyncio.run(run_with_leader_election(work, client=None, namespace="ns", name="lease",
             identity="a", store=lease.view(), lease_seconds=1.0, renew_seconds=0.7, retry_seconds=0.15))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)

@@ -49,6 +49,21 @@ def record_api_write(verb: str, resource: str) -> None:
     _call(metrics.record_api_write, verb, resource)
 
 
+def record_watch_event() -> None:
+    """The controller received one AgentTask watch event."""
+    _call(metrics.record_watch_event)
+
+
+def record_api_error(method: str, code: int) -> None:
+    """One API request failed with HTTP ``code`` (0: no answer)."""
+    _call(metrics.record_api_error, method, code)
+
+
+def set_leader(is_leader: bool) -> None:
+    """Whether this replica is active (leader, or running without leader election)."""
+    _call(metrics.set_leader, is_leader)
+
+
 def set_queue_depth(n: int) -> None:
     """Scheduled tasks waiting for their next step."""
     _call(metrics.set_queue_depth, n)

@@ -24,7 +24,7 @@ from agent_operator.crd.spec import AgentTaskSpec
 from agent_operator.crd.status import AgentTaskStatus, LogLink
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    from typing import Unpack
 
 #: upper bound on an agent's retry_after hint (seconds)
 MAX_RETRY_AFTER = 3600.0

@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import yaml
 
@@ -59,8 +59,11 @@ class ControlPlane:
         log: Log = print,
         keep_workdir: bool = False,
         start_timeout: float = 120.0,
+        feature_gates: Mapping[str, bool] | None = None,
     ) -> None:
         self._log = log
+        #: kube-apiserver ``--feature-gates`` (e.g. ``{"ShardedListAndWatch": True}``); None: the release's defaults
+        self.feature_gates = dict(feature_gates) if feature_gates else None
         self._assets = assets
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="agent-operator-cp-"))
@@ -175,6 +178,9 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             "--v=1",
         ]
+        if self.feature_gates:
+            argv.append("--feature-gates=" + ",".join(
+                f"{k}={'true' if v else 'false'}" for k, v in sorted(self.feature_gates.items())))
         self.apiserver = processes.spawn(argv, self.logs / "kube-apiserver.log")
         self._wait_ready("kube-apiserver", self.apiserver, self._apiserver_ready)
 
