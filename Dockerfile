@@ -27,7 +27,7 @@ ARG EXTRAS=""
 RUN --mount=type=secret,id=ca-bundle \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
  && /opt/venv/bin/pip install --require-hashes --no-deps -r "requirements/image${EXTRAS:+-$EXTRAS}.lock"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY operator ./operator
 RUN /opt/venv/bin/pip install --no-deps --no-build-isolation --no-index ".${EXTRAS:+[$EXTRAS]}" \
  && /opt/venv/bin/pip check \

@@ -46,6 +46,11 @@ controlplane: install ## build (or find cached / KUBEBUILDER_ASSETS) etcd, kube-
 kubectl: controlplane ## print the path of the kubectl built from the pinned release
 	@$(PY) -m agent_operator.testing.assets kubectl
 
+.PHONY: lint
+lint: install ## mypy --strict and the import contracts of .importlinter (layers, no cycles)
+	$(PY) -m mypy operator/agent_operator
+	$(VENV)/bin/lint-imports
+
 # A local node (kubelet + containerd + runc + CNI plugins) needs these Debian packages; gcc and
 # libc6-dev compile the pause image locally (no registry is reachable to pull it).
 NODE_DEBS ?= containerd runc containernetworking-plugins iptables iproute2 util-linux gcc libc6-dev
@@ -64,7 +69,7 @@ node-prereqs: ## install the local node's Debian packages (containerd, runc, CNI
 test: node-prereqs
 
 .PHONY: test
-test: controlplane ## run unit and integration tests against a real local control plane
+test: lint controlplane prometheus flux ## lint, then unit and integration tests against a real local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -200,3 +205,19 @@ helm: install ## print the path of the helm built from its Go module (AGENT_OPER
 
 # the image and helm are built (or found cached) before the tests that use them
 test: image helm
+
+.PHONY: prometheus
+prometheus: install ## build (or find cached / PROMETHEUS_BIN_DIR) promtool and prometheus
+	@start=$$(date +%s); \
+	$(PY) -m agent_operator.testing.gotools build prometheus; \
+	echo "promtool and prometheus ready in $$(( $$(date +%s) - start ))s"
+
+.PHONY: flux
+flux: install ## build (or find cached / FLUX_BIN_DIR) Flux's source-controller and kustomize-controller
+	@start=$$(date +%s); \
+	$(PY) -m agent_operator.testing.gotools build flux; \
+	echo "Flux controllers ready in $$(( $$(date +%s) - start ))s"
+
+.PHONY: gitops-demo
+gitops-demo: controlplane flux ## examples/ committed to a loopback git server, synced by Flux built here, run to Succeeded
+	@bash examples/gitops-demo.sh

@@ -24,7 +24,7 @@ from typing import Any
 
 from agent_operator.testing.controlplane import ControlPlane
 
-from . import contenders, report, scenarios
+from . import contenders, parse_cost, report, scenarios
 from .harness import ROOT, install_crd
 from .kube import Kube
 
@@ -34,10 +34,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"burst": [100, 1000], "burst_repeats": 1, "steady_rate": 50.0, "steady_seconds": 60.0,
               "idle_tasks": 200, "idle_poll": "5s", "idle_window": 15.0,
-              "scale_tasks": 2000, "scale_poll": "60s", "scale_window": 20.0, "scale_restart": False},
+              "scale_tasks": 2000, "scale_poll": "60s", "scale_window": 20.0, "scale_restart": False,
+              "realistic": [1000], "realistic_run": 60.0, "realistic_poll": "5s", "realistic_ramp": 60.0},
     "full": {"burst": [100, 1000, 10000], "burst_repeats": 2, "steady_rate": 50.0, "steady_seconds": 60.0,
              "idle_tasks": 1000, "idle_poll": "5s", "idle_window": 30.0,
-             "scale_tasks": 10000, "scale_poll": "60s", "scale_window": 120.0, "scale_restart": True},
+             "scale_tasks": 10000, "scale_poll": "60s", "scale_window": 120.0, "scale_restart": True,
+             "realistic": [1000, 5000], "realistic_run": 60.0, "realistic_poll": "5s", "realistic_ramp": 60.0},
 }
 ISSUE_SIZES = {"burst": 1000, "steady_seconds": 60.0, "scale_tasks": 10000}
 
@@ -49,12 +51,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about 10 minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 10,000-task scenarios")
     p.add_argument("--contenders", default=",".join(contenders.ALL), help="comma-separated subset")
-    p.add_argument("--scenarios", default="burst,steady,idle,scale", help="comma-separated subset")
+    p.add_argument("--scenarios", default="parse,burst,steady,idle,scale,realistic", help="comma-separated subset "
+                   "(also: shards - N replicas of --shards auto, on API servers with ShardedListAndWatch on and off)")
+    p.add_argument("--shards-tasks", type=int, default=1000, help="tasks of the shards scenario (default 1000)")
+    p.add_argument("--shards-replicas", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
+                   help="replica counts of the shards scenario (default 1,2,4)")
     p.add_argument("--burst", type=lambda s: [int(x) for x in s.split(",")], help="burst sizes, e.g. 100,1000")
     p.add_argument("--burst-repeats", type=int, help="interleaved rounds of the largest burst (best kept)")
     p.add_argument("--steady-rate", type=float)
     p.add_argument("--steady-seconds", type=float)
     p.add_argument("--idle-tasks", type=int)
+    p.add_argument("--realistic", type=lambda s: [int(x) for x in s.split(",")],
+                   help="tasks of the realistic scenario (60 s runs, 5 s poll, 60 s ramp), e.g. 1000,5000")
     p.add_argument("--scale-tasks", type=int, help="in-flight tasks of the scale scenario (0: skip)")
     p.add_argument("--scale-contenders", default=contenders.OPERATOR, help="who runs the scale scenario")
     p.add_argument("--scale-poll", help="poll interval of the scale scenario (default 60s)")
@@ -70,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.mode = args.mode or "quick"
     sizes = dict(MODES[args.mode])
     for key in ("burst", "burst_repeats", "steady_rate", "steady_seconds", "idle_tasks", "scale_tasks", "scale_poll",
-                "scale_window"):
+                "scale_window", "realistic"):
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
     args.sizes = sizes
@@ -101,7 +109,12 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
     who = [c for c in args.contenders.split(",") if c]
     what = set(args.scenarios.split(","))
     sizes = args.sizes
-    results: dict[str, Any] = {"meta": meta, "burst": {}, "steady": {}, "idle": {}, "scale": {}}
+    results: dict[str, Any] = {"meta": meta, "burst": {}, "steady": {}, "idle": {}, "scale": {}, "realistic": {}}
+    if "parse" in what:
+        # in process, no cluster: the controller's CPU per wake-up before any API call
+        print("parse: typed object per wake-up and one unchanged poll (python -m bench.parse_cost)", flush=True)
+        results["parse"] = parse_cost.measure(2000)
+        print(json.dumps(results["parse"]["seconds"]), flush=True)
     async with Kube(kubeconfig, limit=120) as kube:
         ctx = scenarios.Ctx(kube, kubeconfig, workdir, args.concurrency, args.operator_arg,
                             log=lambda m: print(m, flush=True), apiserver_pid=apiserver_pid,
@@ -133,6 +146,13 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
                 results["scale"][c] = await guarded(f"scale {c}", scenarios.in_flight(
                     ctx, c, sizes["scale_tasks"], sizes["scale_poll"], sizes["scale_window"],
                     restart=sizes["scale_restart"], tag="scale"))
+        if "realistic" in what:
+            for n in sizes["realistic"]:
+                print(f"realistic: {n} tasks running {sizes['realistic_run']:.0f} s each, polled every "
+                      f"{sizes['realistic_poll']}, created over {sizes['realistic_ramp']:.0f} s", flush=True)
+                results["realistic"][str(n)] = {c: await guarded(f"realistic {n} {c}", scenarios.realistic(
+                    ctx, c, n, run_seconds=sizes["realistic_run"], poll=sizes["realistic_poll"],
+                    ramp_seconds=sizes["realistic_ramp"])) for c in who}
     return results
 
 
@@ -191,21 +211,33 @@ def main(argv: list[str] | None = None) -> int:
     for note in meta["scaled_down"]:
         print(f"NOTE: {note}", flush=True)
     t0 = time.time()
-    if args.kubeconfig:
+    what = set(args.scenarios.split(","))
+    if what == {"shards"}:
+        results: dict[str, Any] = {"meta": meta}
+    elif args.kubeconfig:
         meta["crd"] = "(external cluster)"
         results = asyncio.run(run_all(args, Path(args.kubeconfig), workdir, meta, external_apiserver_pid(args.kubeconfig)))
     else:
         with ControlPlane(log=lambda m: print(f"[control-plane] {m}", flush=True)) as cp:
             meta["crd"] = install_crd(cp)
             results = asyncio.run(run_all(args, cp.kubeconfig, workdir, meta, cp.pids.get("kube-apiserver")))
+    if "shards" in what:
+        from . import shards
+
+        results["shards"] = shards.run(workdir, args.shards_tasks, args.shards_replicas, args.concurrency,
+                                       log=lambda m: print(m, flush=True))
     meta["seconds"] = round(time.time() - t0, 1)
     meta["loadavg_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / (stamp.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else ""))
     base.with_suffix(".json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
-    markdown = report.markdown(results)
+    markdown = report.markdown(results) if what != {"shards"} else ""
+    if "shards" in results:
+        from . import shards
+
+        markdown += shards.markdown(results["shards"])
     base.with_suffix(".md").write_text(markdown)
-    png = report.plot(results, base.with_suffix(".png"))
+    png = report.plot(results, base.with_suffix(".png")) if what != {"shards"} else None
     print(markdown)
     print(f"results: {base.with_suffix('.json')}, {base.with_suffix('.md')}" + (f", {png}" if png else ""))
     print(f"contender logs and agent call logs: {workdir}")

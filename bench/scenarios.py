@@ -188,6 +188,59 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
     return result
 
 
+# ---------------------------------------------------------------------------------- realistic
+async def realistic(ctx: Ctx, contender: str, n: int, *, run_seconds: float = 60.0, poll: str = "5s",
+                    ramp_seconds: float = 60.0) -> dict[str, Any]:
+    """Tasks that really run: ``n`` tasks of ``run_seconds`` each, polled every ``poll``, created
+    at an even rate over ``ramp_seconds`` (with a 60 s run and a 60 s ramp, about ``n`` are in
+    flight at the peak).  API-server CPU and writes over the whole run, per task-hour.
+    """
+    ns = ctx.namespace(f"real-{n}-{contender}")
+    await create_namespace(ctx.kube, ns)
+    observer = await Observer(ctx.kube, ns).start()
+    proc = await _start(ctx, contender, ns, f"real{n}")
+    try:
+        await _probe(ctx, proc, ns, observer)
+        names = [f"r{i:05d}" for i in range(n)]
+        bodies = [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=run_seconds,
+                                create_latency=0.05, get_latency=0.02) for x in names]
+        before, cpu0, api0, t0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx), time.time()
+        _, achieved = await create_at_rate(ctx.kube, ns, bodies, n / ramp_seconds)
+        done = await observer.wait_for(names, "ended", ramp_seconds + run_seconds * 3 + 300, proc.check_alive)
+        await asyncio.sleep(2.0)
+        after, cpu1, api1, t1 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx), time.time()
+        proc.check_alive()
+        assert proc.sampler is not None
+        peak_rss = proc.sampler.peak
+    finally:
+        proc.stop()
+        await observer.stop()
+    calls = read_call_log(proc.call_log)
+    task_hours = n * run_seconds / 3600
+    writes = writes_table(write_delta(before, after), n, n)
+    total_writes = sum(v for k, v in writes["by_verb_resource"].items())
+    result: dict[str, Any] = {
+        "tasks": n, "run_seconds": run_seconds, "poll": poll, "ramp_seconds": ramp_seconds,
+        "achieved_rate": round(achieved, 2), "completed": sum(1 for x in names if x in observer.ended),
+        "all_completed": done, "seconds": round(t1 - t0, 1),
+        "task_hours": round(task_hours, 3),
+        "apiserver_cpu_seconds": round(api1 - api0, 2) if ctx.apiserver_pid else None,
+        "apiserver_cpu_seconds_per_task_hour": round((api1 - api0) / task_hours, 3) if ctx.apiserver_pid else None,
+        "cpu_seconds": round(cpu1 - cpu0, 2),
+        "cpu_seconds_per_task_hour": round((cpu1 - cpu0) / task_hours, 3),
+        "writes_per_task_hour": round(total_writes / task_hours, 2),
+        "object_writes_per_task": writes["object_writes_per_task"],
+        "event_writes_per_task": writes["event_writes_per_task"],
+        "peak_rss_mb": round(peak_rss / 2**20, 1),
+        "agent_calls": calls.counts,
+        "writes": writes,
+    }
+    ctx.log(f"  realistic {n:>5} {contender:<10} API-server CPU {result['apiserver_cpu_seconds_per_task_hour']} "
+            f"s/task-hour  {result['writes_per_task_hour']} writes/task-hour  CPU {result['cpu_seconds_per_task_hour']} "
+            f"s/task-hour  peak RSS {result['peak_rss_mb']} MB")
+    return result
+
+
 # ---------------------------------------------------------------------------------- idle / scale
 async def in_flight(ctx: Ctx, contender: str, n: int, poll: str, window: float, *,
                     restart: bool = False, tag: str = "idle") -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from agent_operator.bridges.pyflyte import PyflyteConnector
+from agent_operator.testing.pyflyte import PyflyteConnector
 from agent_operator.crd.names import CRD_NAME
 from agent_operator.testing.agents import agent_task_manifest
 from agent_operator.testing.operator_proc import OperatorProcess

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from agent_operator.controller import config
+from agent_operator.controller.client import KubeClient
 from agent_operator.ha.leader import run_with_leader_election
 
 pytestmark = pytest.mark.cluster
@@ -22,7 +24,8 @@ TIMING: dict[str, float] = dict(lease_seconds=4.0, renew_seconds=3.0, retry_seco
 
 CANDIDATE = textwrap.dedent("""
     import asyncio, sys, time
-    from kubernetes import config
+    from agent_operator.controller import config
+    from agent_operator.controller.client import KubeClient
     from agent_operator.ha.leader import run_with_leader_election
 
     kubeconfig, namespace, identity, lease, renew, retry = sys.argv[1:7]
@@ -31,8 +34,8 @@ CANDIDATE = textwrap.dedent("""
         print("leading", flush=True)
         await asyncio.sleep(3600)
 
-    api = config.new_client_from_config(config_file=kubeconfig)
-    asyncio.run(run_with_leader_election(work, api_client=api, namespace=namespace, name="agent-operator",
+    client = KubeClient(config.load(kubeconfig))
+    asyncio.run(run_with_leader_election(work, client=client, namespace=namespace, name="agent-operator",
         identity=identity, lease_seconds=float(lease), renew_seconds=float(renew), retry_seconds=float(retry)))
 """)
 
@@ -61,7 +64,7 @@ def wait_leading(proc: subprocess.Popen[str], timeout: float = 30) -> None:
     raise AssertionError("candidate never became leader")
 
 
-def test_standby_takes_over_after_leader_is_killed(kubeconfig: str, namespace: str, k8s_api: Any, kubectl: Any) -> None:
+def test_standby_takes_over_after_leader_is_killed(kubeconfig: str, namespace: str, kubectl: Any) -> None:
     leader = spawn(kubeconfig, namespace, "replica-a")
     try:
         wait_leading(leader)
@@ -72,8 +75,12 @@ def test_standby_takes_over_after_leader_is_killed(kubeconfig: str, namespace: s
             started["b"] = time.monotonic()
 
         async def scenario() -> None:
+            async with KubeClient(config.load(kubeconfig)) as client:
+                await standby_scenario(client)
+
+        async def standby_scenario(client: KubeClient) -> None:
             standby = asyncio.ensure_future(run_with_leader_election(
-                standby_work, api_client=k8s_api, namespace=namespace, name="agent-operator",
+                standby_work, client=client, namespace=namespace, name="agent-operator",
                 identity="replica-b", hard_exit=False, **TIMING))
             await asyncio.sleep(2 * TIMING["lease_seconds"])  # a live leader keeps the standby waiting
             assert "b" not in started and leader.poll() is None

@@ -61,8 +61,9 @@ def test_finalizer_escape_hatch_when_the_operator_is_gone(
             assert time.monotonic() < deadline, op.logs()[-3000:]
             time.sleep(0.3)
         op.kill()  # the operator is gone (uninstalled first, or crashed for good)
+    # the API server sets deletionTimestamp before the delete returns; with no operator left
+    # nothing removes the finalizer, so the object is stuck as soon as it is read back
     kubectl("-n", namespace, "delete", "agenttask", "orphaned", "--wait=false")
-    time.sleep(1)
     stuck = json.loads(kubectl("-n", namespace, "get", "agenttask", "orphaned", "-o", "json").stdout)
     assert stuck["metadata"]["deletionTimestamp"] and stuck["metadata"]["finalizers"] == ["flyteagents.dev/agent-cleanup"]
     # README: kubectl patch agenttask NAME -n NS --type=merge -p '{"metadata":{"finalizers":null}}'

@@ -1,5 +1,5 @@
-"""Kubernetes Events from the real operator: one per transition by default, and with
-``--events warnings`` only Warnings and the transition that ends a task's story."""
+"""Kubernetes Events from the real operator: by default (``--events warnings``) only Warnings
+and the transition that ends a task's story, and with ``--events all`` one per transition."""
 
 from __future__ import annotations
 
@@ -15,25 +15,25 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-def quiet_env(request: pytest.FixtureRequest, control_plane: Any, crd: str, namespace: str,  # noqa: F811
-              tmp_path: Path) -> Iterator[Env]:
-    """A namespace with an operator started with ``--events warnings``."""
-    yield from make_env(request, control_plane, namespace, tmp_path, extra_args=("--events", "warnings"))
+def chatty_env(request: pytest.FixtureRequest, control_plane: Any, crd: str, namespace: str,  # noqa: F811
+               tmp_path: Path) -> Iterator[Env]:
+    """A namespace with an operator started with ``--events all``."""
+    yield from make_env(request, control_plane, namespace, tmp_path, extra_args=("--events", "all"))
 
 
 def reasons(env: Env, name: str) -> list[str]:
     return sorted(str(e["reason"]) for e in env.events(name))
 
 
-def test_default_operator_posts_an_event_for_every_transition(env: Env) -> None:  # noqa: F811
+def test_events_all_posts_an_event_for_every_transition(chatty_env: Env) -> None:
+    env = chatty_env
     env.apply("chatty", task_template("test-async", phases=["RUNNING", "SUCCEEDED"]), pollInterval="1s")
     env.wait_phase("chatty", "Succeeded")
     env.wait("Created, Running and Succeeded Events",
              lambda: {"Created", "Running", "Succeeded"} <= set(reasons(env, "chatty")))
 
 
-def test_events_warnings_posts_only_the_final_event_of_a_healthy_task(quiet_env: Env) -> None:
-    env = quiet_env
+def test_default_posts_only_the_final_event_of_a_healthy_task(env: Env) -> None:  # noqa: F811
     env.apply("quiet", task_template("test-async", phases=["RUNNING", "SUCCEEDED"]), pollInterval="1s")
     env.wait_phase("quiet", "Succeeded")
     env.wait("the Succeeded Event", lambda: "Succeeded" in reasons(env, "quiet"))
@@ -47,8 +47,7 @@ def test_events_warnings_posts_only_the_final_event_of_a_healthy_task(quiet_env:
     assert f"{env.namespace}/quiet: Created:" in env.operator.logs()
 
 
-def test_events_warnings_still_posts_warnings_and_the_deletion(quiet_env: Env) -> None:
-    env = quiet_env
+def test_default_still_posts_warnings_and_the_deletion(env: Env) -> None:  # noqa: F811
     env.apply("flaky", task_template("test-async", phases=["RUNNING"] * 60, errors={"get": {"times": 2}}),
               pollInterval="1s")
     env.wait("an AgentUnavailable Warning", lambda: any(

@@ -15,7 +15,7 @@ import grpc
 from flyteidl2.connector import connector_pb2 as c2
 from flyteidl2.connector import service_pb2_grpc as s2
 
-from agent_operator.bridges.pyflyte import free_port
+from agent_operator.testing.pyflyte import free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "flyte2"
 VENV_BIN = Path(sys.executable).parent

@@ -20,7 +20,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2
 
 from agent_operator.bridges.opaque import OpaqueResourceMeta
-from agent_operator.bridges.pyflyte import PyflyteConnector
+from agent_operator.testing.pyflyte import PyflyteConnector
 from agent_operator.bridges.remote import RemoteAgentError, RemoteAgentPool, RemoteAsyncAgent, RemoteSyncAgent, parse_remote_config
 from agent_operator.bridges.selection import AgentSourceSelection
 from agent_operator.sdk import AgentRegistry, TaskExecution

@@ -18,7 +18,7 @@ from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2, types_pb2
 from flyteidl.service import agent_pb2_grpc
 from google.protobuf import json_format
 
-from agent_operator.bridges.pyflyte import free_port
+from agent_operator.testing.pyflyte import free_port
 from agent_operator.serialization import literal_map_to_plain
 
 HERE = Path(__file__).resolve().parent

@@ -1,12 +1,21 @@
-"""The kopf adapter's cheap paths: which watch events wake an object, and status merge patches."""
+"""The controller's cheap paths: which watch events wake an object, status merge patches,
+which Events are posted, and the typed errors built from the API server's answers."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from agent_operator.controller.backend import merge_diff
+import pytest
+
+from agent_operator.controller import errors
+from agent_operator.controller.backend import merge_diff, retried
+from agent_operator.controller.cache import ObjectCache
+from agent_operator.controller.events import EventRecorder
 from agent_operator.controller.operator import Controller, ControllerOptions
+from agent_operator.core.model import EventRecord
 from agent_operator.core.signing import Signer
+from agent_operator.crd.phases import Phase
 
 
 def _body(rv: int, *, status: dict[str, Any] | None = None, uid: str = "u1", **meta: Any) -> dict[str, Any]:
@@ -15,6 +24,7 @@ def _body(rv: int, *, status: dict[str, Any] | None = None, uid: str = "u1", **m
 
 
 def _controller() -> Controller:
+    # no request is made in these tests: only the watch-event path runs
     return Controller(api=None, signer=Signer(b"k" * 32), options=ControllerOptions())  # type: ignore[arg-type]
 
 
@@ -23,11 +33,11 @@ def test_new_object_is_scheduled_and_own_write_echo_is_ignored() -> None:
     c.on_event(None, _body(1))
     assert c.scheduler.due_in(("ns", "t")) is not None
     c.scheduler.cancel(("ns", "t"))
-    c.remember(_body(5, status={"phase": "Running"}))  # the response of our own status patch
+    c.cache.remember(_body(5, status={"phase": "Running"}))  # the response of our own status patch
     c.on_event("MODIFIED", _body(3))  # an older event
     c.on_event("MODIFIED", _body(5, status={"phase": "Running"}))  # the echo
     assert c.scheduler.due_in(("ns", "t")) is None
-    assert c.cache[("ns", "t")]["metadata"]["resourceVersion"] == "5"
+    assert (c.cache.get(("ns", "t")) or {})["metadata"]["resourceVersion"] == "5"
 
 
 def test_deletion_and_external_status_edits_wake_the_object() -> None:
@@ -47,10 +57,20 @@ def test_deletion_and_external_status_edits_wake_the_object() -> None:
 def test_recreated_object_with_same_name_starts_fresh() -> None:
     c = _controller()
     c.on_event(None, _body(10, status={"phase": "Succeeded"}))
+    c.progress[("ns", "t")] = object()  # type: ignore[assignment]
     c.on_event("ADDED", _body(2, uid="u2"))
-    assert c.cache[("ns", "t")]["metadata"]["uid"] == "u2"
+    assert (c.cache.get(("ns", "t")) or {})["metadata"]["uid"] == "u2"
+    assert ("ns", "t") not in c.progress and c.scheduler.due_in(("ns", "t")) is not None
     c.on_event("DELETED", _body(3, uid="u2"))
     assert ("ns", "t") not in c.cache and c.scheduler.due_in(("ns", "t")) is None
+
+
+def test_cache_never_goes_back_to_an_older_version() -> None:
+    cache = ObjectCache()
+    cache.remember(_body(7, managedFields=[{"manager": "kubectl"}]))
+    cache.remember(_body(6))
+    body = cache.get(("ns", "t")) or {}
+    assert body["metadata"]["resourceVersion"] == "7" and "managedFields" not in body["metadata"]
 
 
 def test_merge_diff_nulls_removed_keys_at_every_level() -> None:
@@ -61,18 +81,65 @@ def test_merge_diff_nulls_removed_keys_at_every_level() -> None:
     assert merge_diff(new, new) == {}
 
 
-def test_operator_waits_for_the_crd_before_serving(monkeypatch: Any) -> None:
+@pytest.mark.parametrize(("mode", "posted"), [
+    ("warnings", ["CreateResumed", "Retrying", "Succeeded"]),
+    ("all", ["Created", "Running", "CreateResumed", "Retrying", "Succeeded"]),
+])
+def test_event_modes_decide_what_is_posted(mode: str, posted: list[str]) -> None:
     import asyncio
 
-    from agent_operator.controller import operator as op
+    from agent_operator.crd.resource import load_stored_agent_task
 
-    answers = iter([False, False, True])
+    sent: list[str] = []
 
-    class FakeApi:
-        async def crd_served(self) -> bool:
-            return next(answers)
+    class Recorded:
+        async def create_event(self, involved: dict[str, object], type_: str, reason: str, message: str) -> None:
+            sent.append(reason)
 
-    monkeypatch.setattr(op, "CRD_POLL", 0.01)
-    c = Controller(api=FakeApi(), signer=Signer(b"k" * 32), options=ControllerOptions())  # type: ignore[arg-type]
-    assert asyncio.run(c.wait_for_crd()) is True
-    assert not c.ready
+    recorder = EventRecorder(Recorded(), ObjectCache(), mode)
+    view = load_stored_agent_task(_body(1))
+    stream = [EventRecord("Normal", "Created", "m"), EventRecord("Normal", "Created", "m"),  # a repeat
+              EventRecord("Normal", "Running", "m"), EventRecord("Normal", "CreateResumed", "m"),
+              EventRecord("Warning", "Retrying", "m"), EventRecord("Normal", "Succeeded", "m", final=True)]
+
+    async def play() -> None:
+        for event in stream:
+            await recorder.record(view, event)
+        await recorder.drain()
+        assert recorder.pending == 0
+
+    asyncio.run(play())
+    assert sent == posted
+
+
+def test_event_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="events mode 'some'"):
+        EventRecorder(None, ObjectCache(), "some")  # type: ignore[arg-type]
+
+
+def test_typed_errors_carry_the_api_status() -> None:
+    status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+              "message": "AgentTask.flyteagents.dev \"t\" is invalid: status.phase: Unsupported value",
+              "details": {"causes": [{"field": "status.phase", "reason": "FieldValueNotSupported",
+                                      "message": "Unsupported value: \"x\""}]}}
+    e = errors.error_for(422, json.dumps(status).encode())
+    assert isinstance(e, errors.Invalid) and e.code == 422 and e.reason == "Invalid"
+    assert e.causes[0]["field"] == "status.phase" and "is invalid" in str(e)
+    busy = errors.error_for(429, b'{"kind":"Status","message":"too many requests"}', retry_after="3")
+    assert isinstance(busy, errors.TooManyRequests) and busy.retry_after == 3.0
+    assert isinstance(errors.error_for(503, b"etcd unavailable"), errors.ServerError)
+    assert isinstance(errors.error_for(404, b""), errors.NotFound)
+    assert isinstance(errors.error_for(409, b""), errors.Conflict)
+    assert isinstance(errors.error_for(403, b""), errors.Forbidden)
+    other = errors.error_for(418, b"teapot")
+    assert type(other) is errors.ApiError and other.code == 418 and "teapot" in str(other)
+
+
+def test_only_a_new_attempt_or_a_transient_failure_counts_as_a_retry() -> None:
+    from agent_operator.crd.status import AgentTaskStatus as S
+
+    assert not retried(S(), S(phase=Phase.RUNNING, attempt=1))  # the first status of a task
+    assert not retried(S(attempt=1), S(attempt=1, phase=Phase.SUCCEEDED))
+    assert retried(S(attempt=1), S(attempt=2))
+    assert retried(S(attempt=1), S(attempt=1, transient_failures=1))
+    assert not retried(S(attempt=1, transient_failures=2), S(attempt=1, transient_failures=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -42,6 +43,19 @@ def test_failed_phase_is_stalled_and_running_is_reconciling() -> None:
     assert running[ConditionType.RECONCILING][0] == "True" and running[ConditionType.SUCCEEDED][0] == "Unknown"
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for ``predicate`` (checked every few ms); fail after ``timeout`` seconds."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(poll(), timeout)
+
+
+def idle(sched: PollScheduler[str]) -> bool:
+    """Nothing scheduled and nothing running: no handler can run again unless scheduled."""
+    return sched.depth == 0 and sched.busy == 0
+
+
 def test_scheduler_runs_due_keys_once_each_with_bounded_concurrency() -> None:
     seen: list[str] = []
     active = 0
@@ -62,7 +76,7 @@ def test_scheduler_runs_due_keys_once_each_with_bounded_concurrency() -> None:
             sched.schedule(f"k{i}", 0.01 * (6 - i), group="a")
         sched.schedule("k0", 0.0, earliest=True)
         sched.cancel("k5")
-        await asyncio.sleep(0.3)
+        await until(lambda: len(seen) == 5 and idle(sched))
         runner.cancel()
 
     asyncio.run(main())
@@ -85,7 +99,7 @@ def test_scheduler_reruns_a_key_scheduled_while_running() -> None:
         sched = PollScheduler(handler)
         runner = asyncio.create_task(sched.run())
         sched.schedule("a")
-        await asyncio.sleep(0.1)
+        await until(lambda: runs == 2 and idle(sched))
         runner.cancel()
 
     asyncio.run(main())
@@ -93,7 +107,7 @@ def test_scheduler_reruns_a_key_scheduled_while_running() -> None:
 
 
 def test_backoff_grows_exponentially_and_bounds_agent_hints() -> None:
-    from agent_operator.core.status import MAX_RETRY_AFTER, Settings, backoff
+    from agent_operator.core.transitions import MAX_RETRY_AFTER, Settings, backoff
 
     s = Settings(backoff_base=1.0, backoff_max=60.0)
     assert [backoff(n, s) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
@@ -107,7 +121,7 @@ def test_plain_agent_methods_run_on_the_given_pool_and_async_ones_on_the_loop() 
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from agent_operator.core.runner import _invoke
+    from agent_operator.sdk.invoke import invoke as _invoke
 
     def plain() -> str:
         return threading.current_thread().name

@@ -29,10 +29,10 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 #: (distribution, first release with the API, what the code calls)
 FLOORS = [
-    ("kopf", "1.44.0", "settings.watching.inactivity_timeout (controller/operator.py); older kopf "
-                       "accepts the attribute and never reopens a silent watch"),
-    ("kubernetes", "37.0.0", "ApiClient.param_serialize / call_api (controller/api.py), from the "
-                             "openapi-generator 7 client"),
+    ("kopf", "1.45.0", "settings.watching.shard_selectors (--shards auto) and watching.inactivity_timeout "
+                       "(1.44; older kopf accepts the attribute and never reopens a silent watch)"),
+    ("kubernetes", "37.0.0", "config.load_kube_config(client_configuration=) with Configuration.tls_server_name "
+                             "(controller/config.py): the lowest release the unit tests ran on"),
     ("flyteidl", "1.16.0", "TaskExecution.RETRYABLE_FAILED (sdk/resource.py)"),
     ("googleapis-common-protos", "1.56.1", "google.rpc status_pb2 / error_details_pb2 importable with "
                                            "protobuf 4 (1.56.0's generated code is refused)"),
@@ -163,7 +163,8 @@ def test_the_apis_behind_the_floors_exist_in_the_installed_versions() -> None:
     from google.rpc import error_details_pb2
 
     assert hasattr(kopf.OperatorSettings().watching, "inactivity_timeout")
-    assert callable(getattr(client.ApiClient, "param_serialize", None))
+    assert hasattr(kopf.OperatorSettings().watching, "shard_selectors")
+    assert hasattr(client.Configuration(), "tls_server_name")
     assert TaskExecution.RETRYABLE_FAILED and error_details_pb2.RetryInfo
 
 
@@ -172,7 +173,7 @@ def test_make_test_floors_pins_exactly_the_floors() -> None:
     from floors import floor_pins
 
     pins = floor_pins(PYPROJECT["dependencies"])
-    assert "kopf==1.44" in pins and "flyteidl==1.16" in pins and len(pins) == len(PYPROJECT["dependencies"])
+    assert "kopf==1.45" in pins and "flyteidl==1.16" in pins and len(pins) == len(PYPROJECT["dependencies"])
     assert all("==" in pin for pin in pins), pins
 
 

@@ -26,7 +26,8 @@ from agent_operator.sdk import AgentRegistry
 from agent_operator.testing.agents import LEDGER_ENV, TestAsyncAgent, TestInstantAgent, TestSyncAgent, task_template
 from agent_operator.testing.bad_agents import BadAsyncAgent, BadSyncAgent, bad_template
 from spec_strategies import storable_patches
-from test_core_reconcile import Harness, view
+from agent_operator.crd.status import AgentTaskStatus
+from test_core_reconcile import Harness, deleting, view
 
 #: seconds of simulated time a deletion may take: the longest backoff (5 min) a few times over
 DELETION_BOUND = 3600.0
@@ -89,17 +90,18 @@ def test_deleting_a_task_releases_its_finalizer_unless_its_handle_is_forged(
             break
         h.clock.now += max(action.delay, 0.001)
     if patch is not None:
-        h.view = dataclasses.replace(h.view, status=merge(h.view.status, patch))
-    h.view = dataclasses.replace(h.view, deletion_requested=True)
+        patched = AgentTaskStatus.from_dict(merge(h.status, patch))
+        h.view = dataclasses.replace(h.view, status=patched)
+    h.view = deleting(h.view)
     start = h.clock.now
     trail: list[tuple[str, Any]] = []
     while h.clock.now - start < DELETION_BOUND:
         action = h.step()
-        trail.append((action.kind.value if action else "done", h.view.status.get("reason")))
+        trail.append((action.kind.value if action else "done", h.view.status.reason))
         if action is None:
             break
         h.clock.now += max(action.delay, 0.001)
-    finalizer_gone = h.backend.released or not h.view.has_finalizer
-    assert finalizer_gone or waits_by_design(h.view.status), (
+    finalizer_gone = h.backend.released or not h.view.metadata.has_finalizer
+    assert finalizer_gone or waits_by_design(h.status), (
         f"deletion did not end in {DELETION_BOUND:.0f}s: {trail[-6:]} status="
-        f"{ {k: str(v)[:80] for k, v in h.view.status.items() if k != 'conditions'} }")
+        f"{ {k: str(v)[:80] for k, v in h.status.items() if k != 'conditions'} }")

@@ -30,13 +30,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_operator.core.model import Action, ActionKind, Answer, Decision, TaskView
+from agent_operator.core.clock import format_time
+from agent_operator.core.model import Action, ActionKind, Answer, Decision
 from agent_operator.core.prepare import PrepareFailure, prepare
 from agent_operator.core.reconcile import Context, Settings, absorb, decide
 from agent_operator.core.runner import AgentExited
 from agent_operator.core.signing import Signer
 from agent_operator.crd import names
 from agent_operator.crd.fields import InvalidField
+from agent_operator.crd.resource import AgentTask, load_stored_agent_task
 from agent_operator.crd.status import AgentTaskStatus
 from agent_operator.sdk import AgentRegistry, FlyteAgentNotFound, Resource, TaskLog, TransientAgentError
 from agent_operator.serialization import SpecError
@@ -239,8 +241,9 @@ def check(decision: Decision, secrets: list[str]) -> None:
     assert math.isfinite(action.delay) and action.delay >= 0, action
     assert isinstance(action.attempt, int) and action.attempt >= 1, action
     if decision.status is not None:
-        status = json.loads(json.dumps(decision.status, allow_nan=False))
-        AgentTaskStatus.from_dict(status)
+        status = json.loads(json.dumps(decision.status.to_dict(), allow_nan=False))
+        # what the API server stores reads back as the same status: else every poll would write
+        assert AgentTaskStatus.from_dict(status) == decision.status, status
         assert len(status.get("message", "").encode()) <= 4096
         assert len(json.dumps(status)) < 512 * 1024
         for key in ("outputs", "customInfo"):
@@ -257,9 +260,9 @@ def check(decision: Decision, secrets: list[str]) -> None:
 _PREPARED: dict[str, Any] = {}
 
 
-def _prepare(view: TaskView) -> Any:
+def _prepare(view: AgentTask) -> Any:
     """prepare() once per distinct spec (the pools repeat specs; drivers cache per uid too)."""
-    key = json.dumps(view.spec, sort_keys=True, default=repr)
+    key = repr((view.spec, str(view.spec_error)))
     if key not in _PREPARED:
         try:
             _PREPARED[key] = prepare(view)
@@ -268,7 +271,7 @@ def _prepare(view: TaskView) -> Any:
     return _PREPARED[key]
 
 
-def context(view: TaskView, secrets: list[str], budget: int, last_call: float | None) -> Context:
+def context(view: AgentTask, secrets: list[str], budget: int, last_call: float | None) -> Context:
     prepared = _prepare(view)
     if isinstance(prepared, PrepareFailure):
         return Context(signer=SIGNER, failure=prepared, settings=Settings(transient_budget=budget), last_call=last_call)
@@ -276,10 +279,13 @@ def context(view: TaskView, secrets: list[str], budget: int, last_call: float | 
                    secret_values=tuple(secrets), last_call=last_call)
 
 
-def _apply(view: TaskView, decision: Decision) -> TaskView:
-    view = dataclasses.replace(view, status=dict(decision.status)) if decision.status is not None else view
+def _apply(view: AgentTask, decision: Decision) -> AgentTask:
+    if decision.status is not None:
+        stored = json.loads(json.dumps(decision.status.to_dict()))
+        view = dataclasses.replace(view, status=AgentTaskStatus.from_dict(stored))
     if decision.metadata is not None and decision.metadata.create_pending is not None:
-        view = dataclasses.replace(view, annotations={names.ANNOTATION_CREATE_PENDING: str(decision.metadata.create_pending)})
+        annotations = {names.ANNOTATION_CREATE_PENDING: str(decision.metadata.create_pending)}
+        view = dataclasses.replace(view, metadata=dataclasses.replace(view.metadata, annotations=annotations))
     return view
 
 
@@ -297,17 +303,22 @@ _TASK_SPECS = task_specs()
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, deleting: bool = False) -> tuple[TaskView, Context, list[str], Answer, ActionKind, float]:
+def scenarios(draw: st.DrawFn, deleting: bool = False) -> tuple[AgentTask, Context, list[str], Answer, ActionKind, float]:
     secrets = draw(secrets_st)
-    view = TaskView(
-        namespace="fuzz", name="task", uid=UID, spec=draw(_TASK_SPECS), status=draw(_STATUSES),
-        generation=draw(_generations), annotations=draw(_annotations), finalizers=draw(_finalizers),
-        deletion_requested=deleting or draw(ONE_IN_8), creation_time=draw(_creation))
+    created = draw(_creation)
+    meta: dict[str, Any] = {
+        "namespace": "fuzz", "name": "task", "uid": UID, "generation": draw(_generations),
+        "annotations": draw(_annotations), "finalizers": list(draw(_finalizers)),
+        "creationTimestamp": format_time(created) if created is not None else None,
+        "deletionTimestamp": format_time(NOW) if deleting or draw(ONE_IN_8) else None,
+    }
+    # as the controller reads a stored object: a spec the model rejects becomes spec_error
+    view = load_stored_agent_task({"metadata": meta, "spec": draw(_TASK_SPECS), "status": draw(_STATUSES)})
     ctx = context(view, secrets, draw(_budgets), draw(_last_calls))
     return view, ctx, secrets, draw(answers), draw(_forced), draw(_later)
 
 
-def _run(scenario: tuple[TaskView, Context, list[str], Answer, ActionKind, float]) -> None:
+def _run(scenario: tuple[AgentTask, Context, list[str], Answer, ActionKind, float]) -> None:
     view, ctx, secrets, answer, forced, later = scenario
     first = decide(view, ctx, NOW)
     check(first, secrets)
@@ -321,8 +332,8 @@ def _run(scenario: tuple[TaskView, Context, list[str], Answer, ActionKind, float
     check(second, secrets)
     if isinstance(answer.error, TransientAgentError) and second.status is not None:
         # whatever the agent's retry hint, a transient error is retried: it never ends the task
-        was_terminal = view.status.get("phase") in TERMINAL
-        assert was_terminal or second.status.get("phase") not in TERMINAL, second.status.get("message")
+        was_terminal = view.status.terminal
+        assert was_terminal or not second.status.terminal, second.status.message
     third = decide(_apply(view, second), ctx, NOW + later + 1)  # and the driver decides again
     check(third, secrets)
 

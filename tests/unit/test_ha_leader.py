@@ -23,7 +23,7 @@ from agent_operator.ha.leader import (
 from lease_memory import MemoryLease
 
 FAST = Timing(lease_seconds=1.0, renew_seconds=0.7, retry_seconds=0.15)
-KW: dict[str, Any] = dict(api_client=None, namespace="ns", name="lease",
+KW: dict[str, Any] = dict(client=None, namespace="ns", name="lease",
                           lease_seconds=FAST.lease_seconds, renew_seconds=FAST.renew_seconds,
                           retry_seconds=FAST.retry_seconds, hard_exit=False)
 
@@ -120,8 +120,17 @@ def test_partitioned_leader_stops_work_before_standby_takes_over() -> None:
         run_a = asyncio.ensure_future(run_with_leader_election(work_a, store=view_a, identity="a", **KW))
         while "a_started" not in events:
             await asyncio.sleep(0.01)
-        run_b = asyncio.ensure_future(run_with_leader_election(work_b, store=lease.view(), identity="b", **KW))
-        await asyncio.sleep(0.3)
+        view_b = lease.view()
+        b_asked = asyncio.Event()
+        read = view_b.get
+
+        async def get_b(timeout: float) -> Any:
+            b_asked.set()
+            return await read(timeout)
+
+        view_b.get = get_b  # type: ignore[method-assign]
+        run_b = asyncio.ensure_future(run_with_leader_election(work_b, store=view_b, identity="b", **KW))
+        await asyncio.wait_for(b_asked.wait(), 10)  # B is a standby looking at the Lease
         view_a.partitioned = True
         with pytest.raises(LeadershipLost):
             await run_a
@@ -172,14 +181,17 @@ def test_cancelled_election_stops_main_before_releasing() -> None:
     async def scenario() -> MemoryLease:
         lease = MemoryLease()
 
+        started = asyncio.Event()
+
         async def work() -> None:
+            started.set()
             try:
                 await asyncio.sleep(3600)
             finally:
                 order.append(f"main stopped, holder={lease.obj['spec'].get('holderIdentity')}")  # type: ignore[index]
 
         run = asyncio.ensure_future(run_with_leader_election(work, store=lease.view(), identity="a", **KW))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(started.wait(), 10)
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
             await run
@@ -204,7 +216,7 @@ def test_blocked_leader_process_exits_before_its_lease_can_expire(tmp_path: Path
             print("leading", time.monotonic(), flush=True)
             time.sleep(60)  # a blocking call holds the event loop: no renewals happen
 
-        asyncio.run(run_with_leader_election(work, api_client=None, namespace="ns", name="lease",
+        asyncio.run(run_with_leader_election(work, client=None, namespace="ns", name="lease",
             identity="a", store=lease.view(), lease_seconds=1.0, renew_seconds=0.7, retry_seconds=0.15))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
@@ -222,7 +234,7 @@ def test_standby_waiting_for_the_lease_reports_ready() -> None:
     from agent_operator.ha import leader
     from agent_operator.observability import health
 
-    srv = health.start_http_server(0, lambda: False, host="127.0.0.1")
+    srv = health.start_http_server(0, lambda: False, standby=leader.standby_ready, host="127.0.0.1")
 
     def readyz() -> int:
         try:
@@ -241,11 +253,15 @@ def test_standby_waiting_for_the_lease_reports_ready() -> None:
         async def work() -> None:
             pass
 
+        async def until(predicate: Any) -> None:
+            while not predicate():
+                await asyncio.sleep(0.01)
+
         run = asyncio.ensure_future(run_with_leader_election(work, store=view, identity="b", **KW))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(until(lambda: leader.STATE.role == "standby" and leader.STATE.api_reachable), 10)
         codes.append(await asyncio.to_thread(readyz))  # standby, API reachable
         view.partitioned = True
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(until(lambda: not leader.STATE.api_reachable), 10)
         codes.append(await asyncio.to_thread(readyz))  # standby cut off from the API
         run.cancel()
         return codes

@@ -82,7 +82,8 @@ def test_local_base_follows_the_dockerfile_python_image_default(tmp_path: Path) 
 
 def test_build_context_is_what_dockerignore_admits() -> None:
     files = {str(f.relative_to(ROOT)) for f in image.context_files()}
-    assert {"pyproject.toml", "README.md", "requirements/image.lock", "requirements/image-flytekit.lock"} <= files
+    assert {"pyproject.toml", "README.md", "LICENSE", "requirements/image.lock",
+            "requirements/image-flytekit.lock"} <= files
     assert "operator/agent_operator/cli/main.py" in files
     assert not [f for f in files if "__pycache__" in f or ".egg-info" in f]
     assert not [f for f in files if f.startswith(("tests/", "manifests/", "charts/", "docs/"))]
@@ -161,3 +162,44 @@ def test_dockerfile_user_and_group_do_not_collide_with_debian_ones() -> None:
     assert "operator" in debian_groups, "the collision this test guards against is real"
     assert group.group(2) not in debian_groups and group.group(1) not in debian_groups.values()
     assert user.group(2) not in debian_users
+
+
+def test_cache_key_follows_the_build_context_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change to what the build sees builds anew; bytecode and files outside the context do not."""
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE",
+                 "requirements/image.lock", "requirements/image-flytekit.lock"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    (tmp_path / "operator" / "agent_operator").mkdir(parents=True)
+    module = tmp_path / "operator" / "agent_operator" / "x.py"
+    module.write_text("A = 1\n")
+    monkeypatch.setattr(image, "ROOT", tmp_path)
+    monkeypatch.setattr(image, "DOCKERFILE", tmp_path / "Dockerfile")
+    monkeypatch.setattr(image, "DOCKERIGNORE", tmp_path / ".dockerignore")
+    first = image.build_key()
+    (tmp_path / "operator" / "agent_operator" / "__pycache__").mkdir()
+    (tmp_path / "operator" / "agent_operator" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text("pass\n")
+    assert image.build_key() == first, "bytecode and files outside the context keep the archive"
+    module.write_text("A = 2\n")
+    assert image.build_key() != first, "a source change builds anew"
+    module.write_text("A = 1\n")
+    assert image.build_key() == first
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("python:3.11-slim-bookworm", "python:3.12-slim-trixie"))
+    assert image.build_key() != first, "another base builds anew"
+
+
+def test_prune_keeps_the_archives_of_the_most_recently_used_inputs(tmp_path: Path) -> None:
+    import os
+
+    for age, key in enumerate(["k0", "k1", "k2", "k3", "k4", "k5"]):
+        for tag in ("dev", "v2"):
+            archive = tmp_path / f"{image.IMAGE_NAME}-{key}-{tag}.oci.tar"
+            archive.write_bytes(b"")
+            os.utime(archive, (1_000_000 - age * 10, 1_000_000 - age * 10))
+    image._prune(tmp_path)
+    kept = sorted(p.name.split("-")[3] for p in tmp_path.iterdir() if p.name.endswith("-dev.oci.tar"))
+    assert kept == ["k0", "k1", "k2", "k3"][:image.KEEP_KEYS]
+    assert len(list(tmp_path.iterdir())) == 2 * image.KEEP_KEYS, "every tag of a kept input set stays"

@@ -19,6 +19,8 @@ import msgpack
 from flyteidl.core import literals_pb2
 from google.protobuf import json_format
 
+from agent_operator.serialization import walk_literal
+
 _PLACEHOLDER = re.compile(r"\{([^}]+)\}")
 
 
@@ -45,13 +47,14 @@ def _primitive(p: literals_pb2.Primitive) -> Any:
 
 def literal_string_repr(lit: literals_pb2.Literal) -> Any:
     """The short value flytekit substitutes for a literal in templates."""
-    kind = lit.WhichOneof("value")
-    if kind == "collection":
-        return [literal_string_repr(i) for i in lit.collection.literals]
-    if kind == "map":
-        return {k: literal_string_repr(v) for k, v in lit.map.literals.items()}
-    if kind == "offloaded_metadata":
+    return walk_literal(lit, _string_leaf)
+
+
+def _string_leaf(lit: literals_pb2.Literal) -> Any:
+    if lit.WhichOneof("value") == "offloaded_metadata":
         return f"Offloaded literal metadata: {lit.offloaded_metadata}"
+    if lit.WhichOneof("value") != "scalar":
+        raise TemplateError(f"unknown literal {lit}")
     sc = lit.scalar
     skind = sc.WhichOneof("value")
     if skind == "primitive":
@@ -72,8 +75,6 @@ def literal_string_repr(lit: literals_pb2.Literal) -> Any:
         return base64.b64encode(sc.binary.value)
     if skind == "generic":
         return json_format.MessageToDict(sc.generic)
-    if skind == "union":
-        return literal_string_repr(sc.union.value)
     raise TemplateError(f"unknown literal {lit}")
 
 

@@ -54,6 +54,20 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--leader-election-namespace", metavar="NS", help="namespace of the Lease (default: $POD_NAMESPACE, "
                    "the first --namespace, or 'default')")
     p.add_argument("--leader-election-id", default="agent-operator", metavar="NAME", help="name of the Lease")
+    p.add_argument("--shards", choices=("off", "auto"), default="off",
+                   help="'auto': active-active replicas share AgentTasks by uid hash (member Leases "
+                   "in the leader-election namespace, server-side sharded list/watch when the API "
+                   "server has ShardedListAndWatch, a client-side filter otherwise); see docs/scaling.md "
+                   "(default off)")
+    p.add_argument("--shard-ring", default="agent-operator-shards", metavar="NAME",
+                   help="name of the shard ring (its owner-table Lease and the member Leases' label)")
+    p.add_argument("--shard-lease-duration", type=_seconds, default=15.0, metavar="S",
+                   help="member Lease duration: a crashed replica's slots move after this long (default 15s)")
+    p.add_argument("--shard-renew-deadline", type=_seconds, default=10.0, metavar="S",
+                   help="a replica that could not renew its member Lease for this long stops driving "
+                   "(must be < the lease duration; default 10s)")
+    p.add_argument("--shard-retry-period", type=_seconds, default=2.0, metavar="S",
+                   help="member Lease renewal and ring round period (default 2s)")
     p.add_argument("--default-poll-interval", type=_seconds, default=10.0, metavar="S",
                    help="poll interval when neither the AgentTask nor the agent sets one (default 10s)")
     p.add_argument("--min-poll-interval", type=_seconds, default=1.0, metavar="S", help="poll interval floor (default 1s)")
@@ -74,11 +88,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    "the API server bookmarks idle watches about every 60s)")
     p.add_argument("--api-timeout", type=_seconds, default=30.0, metavar="S",
                    help="bound on one Kubernetes API request (default 30s)")
-    p.add_argument("--events", choices=("all", "warnings"), default="all",
-                   help="Kubernetes Events to post: 'all' (every phase or reason transition, what "
-                   "'kubectl describe' users expect) or 'warnings' (Warnings and the final transition "
-                   "only: one Event per healthy task instead of three, about 10%% less operator CPU "
-                   "and a third fewer API writes in bursts) (default all)")
+    p.add_argument("--events", choices=("warnings", "all"), default="warnings",
+                   help="Kubernetes Events to post: 'warnings' (Warnings and the final transition: one "
+                   "Event per healthy task; the status conditions tell every transition) or 'all' (every "
+                   "phase or reason transition, three Events per healthy task) (default warnings)")
     p.add_argument("--signing-secret", metavar="NS/NAME",
                    help=f"Secret holding the resourceMeta signing key, created when missing (default "
                    f"<$POD_NAMESPACE or first --namespace or 'default'>/{DEFAULT_SIGNING_SECRET_NAME})")
@@ -99,26 +112,22 @@ def _signing_secret(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def configure_logging(fmt: str, level: str, verbose: bool) -> None:
-    """Structured logs through observability.logging when installed; kopf quiet unless -v."""
-    from agent_operator.controller import hooks
+    """Structured logs through observability.logging; kopf quiet unless -v."""
+    from agent_operator.observability.logging import configure
 
-    mod = hooks.logging_module()
-    if mod is not None:
-        mod.configure(fmt, level.upper())
-    else:  # pragma: no cover - observability is part of the package
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(fmt, level.upper())
     if not verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("kubernetes").setLevel(logging.WARNING)
 
 
 def _start_health(port: int, ready: Any) -> Any:
-    from agent_operator.controller import hooks
+    from agent_operator.ha.leader import standby_ready
+    from agent_operator.observability.health import start_http_server
 
-    mod = hooks.health_module()
-    if mod is None or not port:
+    if not port:
         return None
-    return mod.start_http_server(port, ready)
+    return start_http_server(port, ready, standby=standby_ready)
 
 
 def kubeconfig_problem(path: str) -> str | None:
@@ -141,14 +150,16 @@ def kubeconfig_problem(path: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Load agents, connect, and run the controller until SIGTERM/SIGINT; then exit at once."""
-    exit_now(serve(args))
+    exit_now(run_operator(args))
     return 0  # pragma: no cover - exit_now does not return
 
 
-def serve(args: argparse.Namespace) -> int:
+def run_operator(args: argparse.Namespace) -> int:
     """The operator's whole life; returns the exit code."""
     from agent_operator.cli import agent_sources
-    from agent_operator.controller.api import KubeApi, new_api_client
+    from agent_operator.controller import config
+    from agent_operator.controller.api import KubeApi
+    from agent_operator.controller.client import KubeClient
     from agent_operator.controller.operator import Controller, ControllerOptions
     from agent_operator.core.reconcile import Settings
     from agent_operator.core.runner import CallLimits
@@ -160,11 +171,13 @@ def serve(args: argparse.Namespace) -> int:
         print(f"agent-operator run: --kubeconfig {args.kubeconfig}: {problem}", file=sys.stderr)
         return 2
     configure_logging(args.log_format, args.log_level, args.verbose)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)  # kopf's login reads it
     try:
         signing = _signing_secret(args)
+        cluster = config.load(args.kubeconfig)
         agent_sources.load(args)
+    except config.ConfigError as e:  # credentials that cannot be used: one line, usage error
+        print(f"agent-operator run: cannot load Kubernetes credentials: {e}".splitlines()[0], file=sys.stderr)
+        return 2
     except (AgentLoadError, ValueError) as e:
         print(f"agent-operator run: {e}", file=sys.stderr)
         return 1
@@ -182,39 +195,41 @@ def serve(args: argparse.Namespace) -> int:
         api_timeout=args.api_timeout,
         events=args.events,
     )
-    # one API worker (and pooled connection) per agent call in flight: a 16-thread pool behind
-    # 64 concurrent tasks was the bench's apply->create bottleneck (p50 15 s -> 11 s at 50/s)
-    try:
-        api_client = new_api_client(args.kubeconfig, pool_size=max(args.max_concurrency, 16))
-    except Exception as e:  # noqa: BLE001 - credentials that cannot be loaded: one line, not a traceback
-        print(f"agent-operator run: cannot load Kubernetes credentials: {e}".splitlines()[0], file=sys.stderr)
-        agent_sources.close()
-        return 2
-    api = KubeApi(api_client, workers=max(args.max_concurrency, 16), request_timeout=args.api_timeout)
+    log.info("API server %s (%s)", cluster.server, cluster.source)
+    # one pooled connection per agent call in flight (a smaller pool was the bench's apply->create bottleneck)
+    client = KubeClient(cluster, pool_size=max(args.max_concurrency, 16), timeout=args.api_timeout)
+    api = KubeApi(client)
     holder: dict[str, Controller] = {}
 
     def ready() -> bool:
         c = holder.get("controller")
-        return c is not None and c.ready
+        return c is not None and c.ready or bool(holder.get("joined"))
 
     servers = [_start_health(args.health_port, ready)]
     if args.metrics_port and args.metrics_port != args.health_port:
         servers.append(_start_health(args.metrics_port, ready))
 
     async def main() -> None:
+        async with client:
+            await operate()
+
+    async def operate() -> None:
         key = await api.ensure_signing_key(*signing)
+        if args.shards == "auto":
+            await _run_sharded(args, api, Signer(key), options, holder)
+            return
         controller = Controller(api, Signer(key), options)
         holder["controller"] = controller
-        if not args.leader_elect:
-            await controller.run()
-            return
         from agent_operator.controller import hooks
 
-        leader = hooks.leader_module()
-        if leader is None:
-            raise RuntimeError("--leader-elect needs agent_operator.ha.leader, which is not installed")
+        if not args.leader_elect:
+            hooks.set_leader(True)  # the only replica: agent_operator_leader 1, as documented
+            await controller.run()
+            return
+        from agent_operator.ha import leader
+
         await leader.run_with_leader_election(
-            controller.run, api_client=api_client,
+            controller.run, client=client,
             namespace=args.leader_election_namespace or _home_namespace(args), name=args.leader_election_id)
 
     try:
@@ -226,13 +241,56 @@ def serve(args: argparse.Namespace) -> int:
         return int(getattr(e, "exit_code", 1) or 1)
     finally:
         agent_sources.close()
-        api.close()
         for server in servers:
             if server is not None:
                 server.stop()
-        api_client.close()
     log.info("operator stopped")
     return 0
+
+
+async def _run_sharded(args: argparse.Namespace, api: Any, signer: Any, options: Any, holder: dict[str, Any]) -> None:
+    """``--shards auto``: one member of the uid ring; a fresh controller per set of owned slots."""
+    import dataclasses
+
+    from agent_operator.controller.client import KubeClient
+    from agent_operator.controller.operator import Controller
+    from agent_operator.crd import names
+    from agent_operator.ha import leader, membership, ring, shards
+
+    if args.leader_elect:
+        raise ValueError("--shards auto and --leader-elect exclude each other (sharded replicas are all active)")
+    namespace = args.leader_election_namespace or _home_namespace(args)
+    prefix = f"/apis/{names.GROUP}/{names.VERSION}"
+    tasks_path = (f"{prefix}/namespaces/{args.namespace[0]}/{names.PLURAL}" if args.namespace
+                  else f"{prefix}/{names.PLURAL}")
+
+    # Lease I/O on its own two workers, never queued behind a burst of task writes (a
+    # 1,000-task burst kept a renewal waiting past the renew deadline in the bench), and
+    # bounded well inside the renew deadline
+    try:
+        timing = leader.Timing(args.shard_lease_duration, args.shard_renew_deadline, args.shard_retry_period)
+    except ValueError as e:
+        raise ValueError(f"--shard-lease-duration/--shard-renew-deadline/--shard-retry-period: {e}") from None
+    lease_client = KubeClient(api.client.config, pool_size=2, timeout=timing.retry_seconds * 2)
+
+    async def request(method: str, path: str, body: Any) -> Any:
+        return await lease_client.request(method, path, body)
+
+    store = membership.KubeShardStore(request, namespace, args.shard_ring, tasks_path)
+
+    async def work(view: shards.ShardView, stop: asyncio.Event) -> None:
+        controller = Controller(api, signer, dataclasses.replace(
+            options, shard_selector=view.selector, shard_covers=view.covers, shard_gate=view.may_drive,
+            drain_on_stop=True))
+        holder["controller"] = controller
+        await controller.run(stop_flag=stop)
+
+    holder["joined"] = True
+    try:
+        await shards.run_sharded(work, store, ring=args.shard_ring, name=membership.member_name(args.shard_ring),
+                                 identity=leader.default_identity(), slots=ring.DEFAULT_SLOTS, timing=timing)
+    finally:
+        await lease_client.close()
 
 
 def exit_now(code: int) -> None:

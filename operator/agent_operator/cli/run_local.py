@@ -75,25 +75,26 @@ class PrintingBackend:
             print(f"[{view.name}] {text}", file=self.out, flush=True)
 
     async def patch_metadata(self, view: Any, change: Any) -> Any:
-        fin = view.finalizers + ((names.FINALIZER,) if change.add_finalizer and not view.has_finalizer else ())
-        ann = dict(view.annotations)
+        meta = view.metadata
+        fin = meta.finalizers + ((names.FINALIZER,) if change.add_finalizer and not meta.has_finalizer else ())
+        ann = dict(meta.annotations)
         if change.create_pending is not None:
             ann[names.ANNOTATION_CREATE_PENDING] = str(change.create_pending)
-        view = dataclasses.replace(view, finalizers=fin, annotations=ann)
+        view = dataclasses.replace(view, metadata=dataclasses.replace(meta, finalizers=fin, annotations=ann))
         self.latest[view.uid] = view
         return view
 
-    async def write_status(self, view: Any, status: Mapping[str, Any]) -> Any:
+    async def write_status(self, view: Any, status: Any) -> Any:
         old = view.status
-        if (old.get("phase"), old.get("message")) != (status.get("phase"), status.get("message")):
-            attempt = f" (attempt {status['attempt']})" if status.get("attempt", 1) > 1 else ""
-            self._say(view, f"{status.get('phase')}{attempt}: {status.get('message', '')}")
-        if status.get("logLinks") != old.get("logLinks"):
-            for link in status.get("logLinks") or ():
-                self._say(view, f"log link {link.get('name')}: {link.get('uri')}")
-        if status.get("customInfo") != old.get("customInfo") and status.get("customInfo"):
-            self._say(view, f"custom info: {json.dumps(status['customInfo'], sort_keys=True)}")
-        view = dataclasses.replace(view, status=dict(status))
+        if (old.phase, old.message) != (status.phase, status.message):
+            attempt = f" (attempt {status.attempt})" if (status.attempt or 1) > 1 else ""
+            self._say(view, f"{status.phase}{attempt}: {status.message or ''}")
+        if status.log_links != old.log_links:
+            for link in status.log_links:
+                self._say(view, f"log link {link.name}: {link.uri}")
+        if status.custom_info != old.custom_info and status.custom_info:
+            self._say(view, f"custom info: {json.dumps(status.custom_info, sort_keys=True)}")
+        view = dataclasses.replace(view, status=status)
         self.latest[view.uid] = view
         return view
 
@@ -165,22 +166,22 @@ def load_manifests(paths: list[str], recursive: bool = False, max_bytes: int = m
 
 
 def _view(doc: Mapping[str, Any]) -> Any:
-    from agent_operator.core.model import TaskView
+    from agent_operator.core.clock import format_time
+    from agent_operator.crd.resource import load_stored_agent_task
 
     meta = dict(doc.get("metadata") or {})
     meta.setdefault("namespace", "default")
     meta["uid"] = meta.get("uid") or str(uuid.uuid4())
-    meta.pop("creationTimestamp", None)
-    view = TaskView.from_body({**doc, "metadata": meta, "status": {}})
-    return dataclasses.replace(view, creation_time=time.time())
+    meta["creationTimestamp"] = format_time(time.time())
+    return load_stored_agent_task({**doc, "metadata": meta, "status": {}})
 
 
 def _read_secrets(secret_dir: str | None, view: Any) -> dict[str, dict[str, str]]:
     from agent_operator.sdk import TransientAgentError
 
     out: dict[str, dict[str, str]] = {}
-    for ref in view.spec.get("secretRefs") or ():
-        name = str(ref.get("name", ""))
+    for ref in view.spec.secret_refs if view.spec is not None else ():
+        name = ref.name
         folder = Path(secret_dir or ".") / name
         if not secret_dir or not folder.is_dir():
             raise TransientAgentError(f"Secret {name!r} (spec.secretRefs) not found: pass --secret-dir DIR with DIR/{name}/<key> files")
@@ -190,32 +191,19 @@ def _read_secrets(secret_dir: str | None, view: Any) -> dict[str, dict[str, str]
 
 async def _drive(doc: Mapping[str, Any], args: argparse.Namespace, backend: PrintingBackend,
                  interrupted: asyncio.Event) -> dict[str, Any]:
-    from agent_operator.core.model import TaskView
-    from agent_operator.core.prepare import PrepareFailure, prepare
-    from agent_operator.core.reconcile import Context, Settings
+    from agent_operator.core.clock import format_time
+    from agent_operator.core.context import ContextFactory, Settings
     from agent_operator.core.runner import CallLimits, Progress, advance
     from agent_operator.core.signing import Signer, new_key
+    from agent_operator.crd.resource import AgentTask
 
-    signer = Signer(new_key())
-    settings = Settings(default_poll_interval=args.default_poll_interval)
+    make_context = ContextFactory(Signer(new_key()), Settings(default_poll_interval=args.default_poll_interval))
     limits = CallLimits(call_timeout=args.call_timeout, do_timeout=args.do_timeout)
-    cache: dict[str, Any] = {}
 
-    def make_context(view: TaskView, last_call: float | None) -> Context:
-        if "prepared" not in cache:
-            try:
-                cache["prepared"] = prepare(view)
-            except PrepareFailure as e:
-                cache["prepared"] = e
-        entry = cache["prepared"]
-        if isinstance(entry, PrepareFailure):
-            return Context(signer=signer, failure=entry, settings=settings, last_call=last_call)
-        return Context(signer=signer, prepared=entry, settings=settings, last_call=last_call)
-
-    async def secrets(view: TaskView) -> dict[str, dict[str, str]]:
+    async def secrets(view: AgentTask) -> dict[str, dict[str, str]]:
         return _read_secrets(args.secret_dir, view)
 
-    view: TaskView = _view(doc)
+    view: AgentTask = _view(doc)
     progress = Progress()
     while True:
         step = asyncio.ensure_future(advance(view, make_context, backend, progress, secrets=secrets, limits=limits))
@@ -229,18 +217,19 @@ async def _drive(doc: Mapping[str, Any], args: argparse.Namespace, backend: Prin
         else:
             outcome = step.result()
             view = outcome.view
-            if interrupted.is_set() and not view.deletion_requested:
+            if interrupted.is_set() and not view.deleting:
                 pass
             elif outcome.action is None:
-                return dict(view.status)
+                return view.status.to_dict()
             else:
                 try:
                     await asyncio.wait_for(interrupted.wait(), timeout=max(outcome.action.delay, 0.0))
                 except asyncio.TimeoutError:
                     pass
-        if interrupted.is_set() and not view.deletion_requested:
+        if interrupted.is_set() and not view.deleting:
             backend._say(view, "interrupted: deleting (the agent's delete unless finished or Orphan)")
-            view = dataclasses.replace(view, deletion_requested=True)
+            view = dataclasses.replace(view, metadata=dataclasses.replace(
+                view.metadata, deletion_timestamp=format_time(time.time())))
             interrupted = asyncio.Event()  # a fresh flag: the deletion itself runs to the end
 
 

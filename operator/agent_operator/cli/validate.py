@@ -257,6 +257,7 @@ def input_errors(value: Any, template: Any, where: str) -> list[SpecError]:
 def check_decoding(task: AgentTask, result: DocumentResult, options: Options) -> None:
     """Decode template and inputs as the operator will; record what would end in InvalidSpec."""
     spec = task.spec
+    assert spec is not None, "admission_check loads the spec strictly"
     try:
         template = load_task_template(spec.template_value, field=spec.template_field)
     except SpecError as e:

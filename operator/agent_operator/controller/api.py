@@ -1,24 +1,23 @@
-"""The only place that writes to the API server: AgentTask metadata and status, Events,
-and the signing-key Secret.
+"""The calls the controller makes, as methods: AgentTask metadata and status, Events, the
+signing-key Secret, Secrets named by tasks, the CRD check.
 
-The official ``kubernetes`` client is synchronous, so every call runs in a small thread
-pool of its own (never the agents' pool).  Every object write is reported to the metrics
-hook (``record_api_write``) so the write budget can be watched in production too.
+All go through one :class:`~agent_operator.controller.client.KubeClient` (one connection
+pool, typed errors).  Every object write is reported to the metrics hook
+(``record_api_write``) so the write budget can be watched in production too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import logging
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from agent_operator.controller import hooks
+from agent_operator.controller.client import KubeClient
+from agent_operator.controller.errors import ApiError, Conflict, NotFound
 from agent_operator.core.clock import format_time
 from agent_operator.core.signing import new_key
 from agent_operator.crd import names
@@ -29,192 +28,132 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "agent-operator"}
 SIGNING_KEY_FIELD = "key"
 
 
-class ApiError(Exception):
-    """An API call failed; ``status`` is the HTTP status (0: no answer)."""
+def object_path(prefix: str, namespace: str, plural: str, name: str = "", subresource: str = "") -> str:
+    """``prefix/namespaces/NS/plural[/name[/subresource]]`` with every segment escaped."""
+    path = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
+    if name:
+        path += f"/{quote(name, safe='')}"
+    return f"{path}/{subresource}" if subresource else path
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}" if status else message)
-        self.status = status
+
+def task_path(namespace: str, name: str, subresource: str = "") -> str:
+    """The URL path of one AgentTask (or its subresource)."""
+    return object_path(f"/apis/{names.GROUP}/{names.VERSION}", namespace, names.PLURAL, name, subresource)
 
 
-def new_api_client(kubeconfig: str | None, pool_size: int = 32) -> Any:
-    """A ``kubernetes.client.ApiClient`` from ``kubeconfig`` (or in-cluster, or the default file)."""
-    from kubernetes import client, config
+def event_body(involved: Mapping[str, Any], type_: str, reason: str, message: str,
+               component: str = "agent-operator", *, now: float | None = None) -> dict[str, Any]:
+    """A core/v1 Event about ``involved`` (an AgentTask body)."""
+    meta = involved.get("metadata") or {}
+    stamp = format_time(time.time() if now is None else now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'agenttask')}.", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": names.API_VERSION, "kind": names.KIND, "name": meta.get("name"),
+            "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": component},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "reportingComponent": f"{names.GROUP}/{component}",
+        "reportingInstance": component,
+    }
 
-    configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
+
+def decode_secret_data(secret: Mapping[str, Any]) -> dict[str, str]:
+    """A Secret's data, decoded (binary values as latin-1 so nothing is lost)."""
+    out: dict[str, str] = {}
+    for key, value in (secret.get("data") or {}).items():
+        raw = base64.b64decode(value)
         try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    configuration.connection_pool_maxsize = pool_size
-    return client.ApiClient(configuration)
+            out[key] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            out[key] = raw.decode("latin-1")
+    return out
 
 
 class KubeApi:
-    """Async facade over the sync client for the handful of calls the controller makes.
+    """The controller's API calls over one :class:`KubeClient`."""
 
-    Requests go through the client's connection pool, authentication and TLS settings
-    (``param_serialize``/``call_api``) but not its generated per-endpoint methods: those
-    validate every argument with pydantic and deserialise answers into models, about 1 ms
-    of CPU per call and a quarter of the operator's CPU in the bench profiles, for bodies
-    the controller builds and reads as plain dicts anyway.
-    """
-
-    def __init__(self, api_client: Any, *, workers: int = 16, request_timeout: float = 30.0) -> None:
-        self.api_client = api_client
-        #: (connect, read) bound on every request: without it a frozen connection hangs a
-        #: status write (and the task behind it) forever
-        self.request_timeout = request_timeout
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
-
-    def close(self) -> None:
-        """Stop the worker threads."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
-        """One request in a worker thread: the decoded JSON answer, or ApiError."""
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, body, post = self.api_client.param_serialize(
-            method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"])
-        response = self.api_client.call_api(
-            method, url, headers, body, post,
-            _request_timeout=(min(10.0, self.request_timeout), self.request_timeout))
-        data = response.read()
-        if not 200 <= response.status <= 299:
-            raise ApiError(int(response.status), (data or b"").decode("utf-8", "replace")[:500] or str(response.reason))
-        return json.loads(data) if data else {}
-
-    async def _request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
-
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, self._call, method, path, body, content_type)
-        except ApiException as e:
-            raise ApiError(int(e.status or 0), str(e.body or e.reason)[:500]) from None
-        except (OSError, Urllib3Error, ValueError) as e:
-            raise ApiError(0, f"{type(e).__name__}: {e}") from None
-
-    @staticmethod
-    def _path(prefix: str, namespace: str, plural: str, name: str = "", subresource: str = "") -> str:
-        """``prefix/namespaces/NS/plural[/name[/subresource]]`` with every segment escaped."""
-        path = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
-        if name:
-            path += f"/{quote(name, safe='')}"
-        return f"{path}/{subresource}" if subresource else path
-
-    @classmethod
-    def _task_path(cls, namespace: str, name: str, subresource: str = "") -> str:
-        return cls._path(f"/apis/{names.GROUP}/{names.VERSION}", namespace, names.PLURAL, name, subresource)
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
 
     # ------------------------------------------------------------------ AgentTasks
     async def get_task(self, namespace: str, name: str) -> dict[str, Any]:
         """The AgentTask as stored."""
-        body: dict[str, Any] = await self._request("GET", self._task_path(namespace, name))
-        return body
+        return await self.client.get(task_path(namespace, name))
 
-    async def patch_task(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
+    async def patch_task(self, namespace: str, name: str, patch: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Merge patch (a dict) or JSON patch (a list) of the object's metadata."""
         hooks.record_api_write("patch", names.PLURAL)
-        ctype = "application/json-patch+json" if isinstance(patch, list) else "application/merge-patch+json"
-        body: dict[str, Any] = await self._request("PATCH", self._task_path(namespace, name), patch, ctype)
-        return body
+        if isinstance(patch, Mapping):
+            return await self.client.merge_patch(task_path(namespace, name), patch)
+        return await self.client.json_patch(task_path(namespace, name), patch)
 
     async def patch_status(self, namespace: str, name: str,
                            status_patch: Mapping[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
         """Merge patch (a dict: the status fields) or JSON patch (a list of operations on the
         object) of the status subresource."""
         hooks.record_api_write("patch", f"{names.PLURAL}/status")
-        path = self._task_path(namespace, name, "status")
+        path = task_path(namespace, name, "status")
         if isinstance(status_patch, list):
-            json_patched: dict[str, Any] = await self._request("PATCH", path, status_patch, "application/json-patch+json")
-            return json_patched
-        body: dict[str, Any] = await self._request("PATCH", path, {"status": dict(status_patch)},
-                                                   "application/merge-patch+json")
-        return body
+            return await self.client.json_patch(path, status_patch)
+        return await self.client.merge_patch(path, {"status": dict(status_patch)})
 
-    async def crd_served(self) -> bool:
-        """Whether the API server serves AgentTasks (the CRD is installed and established)."""
+    async def crd_served(self, group: str = names.GROUP, version: str = names.VERSION,
+                         plural: str = names.PLURAL) -> bool:
+        """Whether the API server serves ``plural`` (by default AgentTasks: the CRD is installed
+        and established)."""
         try:
-            group = await self._request("GET", f"/apis/{names.GROUP}/{names.VERSION}")
-        except ApiError as e:
-            if e.status == 404:
-                return False
-            raise
-        return any(isinstance(r, dict) and r.get("name") == names.PLURAL for r in group.get("resources") or ())
+            listing = await self.client.get(f"/apis/{quote(group, safe='')}/{quote(version, safe='')}")
+        except NotFound:
+            return False
+        return any(isinstance(r, dict) and r.get("name") == plural for r in listing.get("resources") or ())
 
     # ------------------------------------------------------------------ Events
-    async def create_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str,
-                           component: str = "agent-operator") -> None:
-        """A core/v1 Event about ``involved`` (an AgentTask body); failures are logged, not raised."""
-        meta = involved.get("metadata") or {}
-        now = format_time(time.time())
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'agenttask')}.", "namespace": meta.get("namespace")},
-            "involvedObject": {
-                "apiVersion": names.API_VERSION, "kind": names.KIND, "name": meta.get("name"),
-                "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": type_,
-            "source": {"component": component},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "reportingComponent": f"{names.GROUP}/{component}",
-            "reportingInstance": component,
-        }
+    async def create_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about ``involved``; failures are logged, not raised."""
+        body = event_body(involved, type_, reason, message)
+        hooks.record_api_write("create", "events")
         try:
-            await self._request("POST", self._path("/api/v1", str(meta.get("namespace")), "events"),
-                                event, "application/json")
+            await self.client.create(object_path("/api/v1", str(body["metadata"]["namespace"]), "events"), body,
+                                     decode=False)
         except ApiError as e:
             # e.g. the namespace is terminating: an Event must never block the task
+            meta = involved.get("metadata") or {}
             log.debug("event %s for %s/%s not recorded: %s", reason, meta.get("namespace"), meta.get("name"), e)
 
     # ------------------------------------------------------------------ Secrets
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:
-        """A Secret's data, decoded (binary values as latin-1 so nothing is lost)."""
-        secret = await self._request("GET", self._path("/api/v1", namespace, "secrets", name))
-        out: dict[str, str] = {}
-        for key, value in (secret.get("data") or {}).items():
-            raw = base64.b64decode(value)
-            try:
-                out[key] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                out[key] = raw.decode("latin-1")
-        return out
+        """A Secret's data, decoded."""
+        return decode_secret_data(await self.client.get(object_path("/api/v1", namespace, "secrets", name)))
 
     async def ensure_signing_key(self, namespace: str, name: str) -> bytes:
         """The resourceMeta signing key from Secret ``namespace/name``, created when missing."""
         for _ in range(3):
             try:
-                secret = await self._request("GET", self._path("/api/v1", namespace, "secrets", name))
+                secret = await self.client.get(object_path("/api/v1", namespace, "secrets", name))
                 value = (secret.get("data") or {}).get(SIGNING_KEY_FIELD)
                 if not value:
-                    raise ApiError(0, f"Secret {namespace}/{name} has no data.{SIGNING_KEY_FIELD}")
+                    raise ApiError(f"Secret {namespace}/{name} has no data.{SIGNING_KEY_FIELD}")
                 return base64.b64decode(value)
-            except ApiError as e:
-                if e.status != 404:
-                    raise
+            except NotFound:
+                pass
             body = {
                 "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
                 "data": {SIGNING_KEY_FIELD: base64.b64encode(new_key()).decode()},
             }
             try:
-                await self._request("POST", self._path("/api/v1", namespace, "secrets"), body, "application/json")
+                await self.client.create(object_path("/api/v1", namespace, "secrets"), body)
                 log.info("created signing-key Secret %s/%s", namespace, name)
-            except ApiError as e:
-                if e.status != 409:  # created concurrently by another replica: read it
-                    raise
-        raise ApiError(0, f"could not read or create signing-key Secret {namespace}/{name}")
+            except Conflict:  # created concurrently by another replica: read it
+                pass
+        raise ApiError(f"could not read or create signing-key Secret {namespace}/{name}")

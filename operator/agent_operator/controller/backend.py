@@ -1,23 +1,26 @@
 """The API-server backend of the reconcile runner: metadata patches, status merge patches,
-finalizer release and deduplicated Events for one controller.
+finalizer release and Events.
 
-Every write's response is put back into the controller's cache, so the watch event that
-echoes it is recognised (same resourceVersion) and costs nothing.
+Every write's response is put back into the object cache, so the watch event that echoes
+it is recognised (same resourceVersion) and costs nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from agent_operator.controller import hooks
-from agent_operator.controller.api import ApiError
-from agent_operator.core.model import EventRecord, MetadataChange, TaskView
+from agent_operator.controller.api import KubeApi
+from agent_operator.controller.cache import Key, ObjectCache
+from agent_operator.controller.errors import Conflict, Invalid, NotFound
+from agent_operator.controller.events import EventRecorder
+from agent_operator.core.model import EventRecord, MetadataChange
 from agent_operator.crd import names
-
-if TYPE_CHECKING:
-    from agent_operator.controller.operator import Controller
+from agent_operator.crd.resource import AgentTask, AgentTaskCache
+from agent_operator.crd.status import AgentTaskStatus
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 5
@@ -67,16 +70,31 @@ def status_write(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     return patch
 
 
+def retried(stored: AgentTaskStatus, status: AgentTaskStatus) -> bool:
+    """Whether ``status`` starts a new attempt or counts one more transient failure than
+    ``stored`` (a task's first status, attempt 1, is not a retry)."""
+    new_attempt = stored.attempt is not None and status.attempt != stored.attempt
+    return new_attempt or (status.transient_failures or 0) > (stored.transient_failures or 0)
+
+
 class KubeBackend:
-    """Applies one controller's decisions to the API server."""
+    """Applies the core's decisions to the API server.
 
-    def __init__(self, controller: "Controller") -> None:
-        self.controller = controller
-        self.api = controller.api
+    ``wake(key)`` asks for the object to be reconciled again at once (a status write raced
+    with another writer's).
+    """
 
-    async def patch_metadata(self, view: TaskView, change: MetadataChange) -> TaskView:
+    def __init__(self, api: KubeApi, cache: ObjectCache, tasks: AgentTaskCache, events: EventRecorder,
+                 wake: Callable[[Key], None]) -> None:
+        self.api = api
+        self.cache = cache
+        self.tasks = tasks
+        self.events = events
+        self.wake = wake
+
+    async def patch_metadata(self, view: AgentTask, change: MetadataChange) -> AgentTask:
         """Finalizer and create-pending marker in one merge patch, guarded by resourceVersion."""
-        body = self.controller.cache.get((view.namespace, view.name)) or {}
+        body = self.cache.get((view.namespace, view.name)) or {}
         for _ in range(CONFLICT_RETRIES):
             meta = body.get("metadata") or {}
             finalizers = list(meta.get("finalizers") or [])
@@ -89,41 +107,40 @@ class KubeBackend:
                 patch.pop("resourceVersion")
             try:
                 body = await self.api.patch_task(view.namespace, view.name, {"metadata": patch})
-                self.controller.remember(body)
-                return TaskView.from_body(body)
-            except ApiError as e:
-                if e.status != 409:
-                    raise
+                self.cache.remember(body)
+                return self.tasks.load(body)
+            except Conflict:
                 body = await self.api.get_task(view.namespace, view.name)
-                self.controller.remember(body)
-        raise ApiError(409, f"{view.ref}: metadata patch kept conflicting")
+                self.cache.remember(body)
+        raise Conflict(f"{view.key}: metadata patch kept conflicting")
 
-    async def write_status(self, view: TaskView, status: Mapping[str, Any]) -> TaskView:
-        """Merge-patch the status subresource with the difference to what is stored."""
-        patch = status_write(view.status, status)
+    async def write_status(self, view: AgentTask, status: AgentTaskStatus) -> AgentTask:
+        """Patch the status subresource with the difference to what is stored (see :func:`status_write`)."""
+        wanted = status.to_dict()
+        patch = status_write(view.status.to_dict(), wanted)
         if patch is None:
             return view
         body = await self.api.patch_status(view.namespace, view.name, patch)
-        self.controller.remember(body)
-        if dict(body.get("status") or {}) != dict(status):
+        self.cache.remember(body)
+        stored = self.tasks.load(body, written=(wanted, status))
+        if stored.status != status:
             # another writer's status change landed between our read and this merge patch:
             # its watch event is older than this response and will be skipped as stale, so
             # decide again on what is stored now (found by the live fuzz: a forged reason
             # stuck next to our message)
-            self.controller.scheduler.schedule((view.namespace, view.name), 0.0, earliest=True)
-        agent = str((status.get("agent") or {}).get("name", ""))
-        if status.get("phase") != view.status.get("phase"):
-            hooks.record_transition(agent, str(status.get("phase")))
-        if status.get("attempt") != view.status.get("attempt") or (
-                (status.get("transientFailures") or 0) > (view.status.get("transientFailures") or 0)):
-            hooks.record_retry(agent, str(status.get("reason")))
+            self.wake((view.namespace, view.name))
+        agent = (status.agent.name if status.agent else None) or ""
+        if status.phase != view.status.phase:
+            hooks.record_transition(agent, str(status.phase))
+        if retried(view.status, status):
+            hooks.record_retry(agent, str(status.reason))
             # Events are per transition; each retry still deserves a line in the operator log
-            log.info("%s: %s: %s", view.ref, status.get("reason"), status.get("message"))
-        return TaskView.from_body(body)
+            log.info("%s: %s: %s", view.key, status.reason, status.message)
+        return stored
 
-    async def release(self, view: TaskView) -> None:
+    async def release(self, view: AgentTask) -> None:
         """Remove our finalizer with a test-and-remove JSON patch (other finalizers untouched)."""
-        body = self.controller.cache.get((view.namespace, view.name)) or {}
+        body = self.cache.get((view.namespace, view.name)) or {}
         for _ in range(CONFLICT_RETRIES):
             finalizers = list((body.get("metadata") or {}).get("finalizers") or [])
             if names.FINALIZER not in finalizers:
@@ -133,33 +150,19 @@ class KubeBackend:
                    {"op": "remove", "path": f"/metadata/finalizers/{i}"}]
             try:
                 body = await self.api.patch_task(view.namespace, view.name, ops)
-                self.controller.remember(body)
+                self.cache.remember(body)
                 return
-            except ApiError as e:
-                if e.status == 404:
-                    return
-                if e.status not in (409, 422):
-                    raise
+            except NotFound:
+                return
+            except (Conflict, Invalid):  # the test op failed: the finalizers moved
                 body = await self.api.get_task(view.namespace, view.name)
-        raise ApiError(409, f"{view.ref}: finalizer removal kept conflicting")
+        raise Conflict(f"{view.key}: finalizer removal kept conflicting")
 
-    async def emit(self, view: TaskView, event: EventRecord) -> None:
-        """Post an Event unless it repeats the previous one for this object (or ``--events
-        warnings`` leaves out a healthy intermediate transition; it is still logged)."""
-        key = (view.namespace, view.name)
-        if self.controller.last_event.get(key) == (event.reason, event.message):
-            return
-        self.controller.last_event[key] = (event.reason, event.message)
-        level = logging.WARNING if event.type == "Warning" else logging.INFO
-        log.log(level, "%s: %s: %s", view.ref, event.reason, event.message)
-        if self.controller.options.events == "warnings" and event.type != "Warning" and not event.final:
-            return
-        body = self.controller.cache.get(key) or {
-            "metadata": {"namespace": view.namespace, "name": view.name, "uid": view.uid}}
-        hooks.record_api_write("create", "events")
-        await self.api.create_event(body, event.type, event.reason, event.message)
+    async def emit(self, view: AgentTask, event: EventRecord) -> None:
+        """Record an Event (deduplicated; see :mod:`agent_operator.controller.events`)."""
+        await self.events.record(view, event)
 
-    async def store_outputs(self, view: TaskView, ref: str, data: bytes) -> None:
+    async def store_outputs(self, view: AgentTask, ref: str, data: bytes) -> None:
         """Write large outputs where ``spec.outputPrefix`` points (local paths and fsspec URLs)."""
         await store_outputs(ref, data)
 

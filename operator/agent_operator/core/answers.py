@@ -5,7 +5,6 @@ Kept apart from the state machine so the mapping tables can be read (and tested)
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 from collections.abc import Mapping
@@ -18,8 +17,9 @@ from google.protobuf import json_format
 
 from agent_operator.crd.fields import InvalidField
 from agent_operator.crd.phases import Phase, Reason
+from agent_operator.crd.status import MAX_CUSTOM_INFO, MAX_LOG_LINK_NAME, MAX_LOG_LINK_URI, MAX_LOG_LINKS, LogLink
 from agent_operator.sdk import FlyteAgentNotFound, Resource, TaskExecution, TransientAgentError
-from agent_operator.sdk.errors import cause_chain
+from agent_operator.sdk.errors import ErrorKind, cause_chain
 from agent_operator.serialization import SpecError, literal_map_to_plain
 
 #: flyteidl TaskExecution.Phase -> status.phase (RETRYABLE_FAILED and UNDEFINED are decisions, not phases)
@@ -45,19 +45,9 @@ PHASE_REASONS: dict[Phase, Reason] = {
 NEXT_POLL_KEY = "nextPollSeconds"
 #: bounds of the status schema (crd/status.py) on what an agent reports: an answer over
 #: them is clamped here, otherwise the status write would be refused again on every retry
-MAX_LOG_LINKS = 64
-MAX_LOG_LINK_NAME = 256
-MAX_LOG_LINK_URI = 4096
-MAX_CUSTOM_INFO_BYTES = 64 * 1024
+MAX_CUSTOM_INFO_BYTES = MAX_CUSTOM_INFO
 #: longest poll interval an agent's nextPollSeconds hint can ask for (seconds)
 MAX_POLL_HINT = 86400.0
-
-
-class ErrorKind(str, enum.Enum):
-    """How the core treats an exception from an agent call."""
-
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True)
@@ -166,24 +156,24 @@ def outputs_json(lm: literals_pb2.LiteralMap) -> dict[str, Any]:
     return data
 
 
-def log_links(resource: Resource) -> list[dict[str, Any]]:
+def log_links(resource: Resource) -> tuple[LogLink, ...]:
     """status.logLinks: name and uri of each TaskLog (plus its message format when set).
 
     Clamped to the status schema: at most 64 links, names cut to 256 characters; a link
     whose URI is longer than 4096 characters is left out (a cut URI would point elsewhere).
     """
-    out: list[dict[str, Any]] = []
+    out: list[LogLink] = []
     for link in resource.log_links or ():
         if len(out) >= MAX_LOG_LINKS:
             break
         name, uri = str(getattr(link, "name", "")), str(getattr(link, "uri", ""))
         if len(uri) > MAX_LOG_LINK_URI:
             continue
-        item: dict[str, Any] = {"name": name[:MAX_LOG_LINK_NAME], "uri": uri}
+        fmt = None
         if getattr(link, "message_format", None):
-            item["messageFormat"] = json_format.MessageToDict(link).get("messageFormat")
-        out.append(item)
-    return out
+            fmt = json_format.MessageToDict(link).get("messageFormat")
+        out.append(LogLink(name=name[:MAX_LOG_LINK_NAME], uri=uri, message_format=fmt))
+    return tuple(out)
 
 
 def custom_info(resource: Resource) -> dict[str, Any] | None:
@@ -200,10 +190,9 @@ def custom_info(resource: Resource) -> dict[str, Any] | None:
     return data
 
 
-def next_poll_hint(status: Mapping[str, Any]) -> float | None:
+def next_poll_hint(info: Mapping[str, Any] | None) -> float | None:
     """The agent's suggested poll interval, from status.customInfo."""
-    info = status.get("customInfo")
-    value = info.get(NEXT_POLL_KEY) if isinstance(info, Mapping) else None
+    value = info.get(NEXT_POLL_KEY) if info is not None else None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf"):
         # customInfo is writable through the status subresource: a day at most
         return min(float(value), MAX_POLL_HINT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 
 def format_time(ts: float) -> str:
@@ -10,6 +11,7 @@ def format_time(ts: float) -> str:
     return dt.datetime.fromtimestamp(int(ts), tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few timestamps are read on every decision
 def parse_time(text: str) -> float:
     """Epoch seconds of an RFC 3339 time (``Z`` or offset, optional fraction)."""
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -14,10 +14,10 @@ same state costs nothing and status patches stay idempotent.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from agent_operator.core.clock import format_time
 from agent_operator.crd.phases import ConditionType, Phase
+from agent_operator.crd.status import Condition
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 ORDER = (ConditionType.READY, ConditionType.SUCCEEDED, ConditionType.RECONCILING, ConditionType.STALLED)
@@ -49,31 +49,17 @@ def desired(phase: Phase, reason: str, message: str, *, stalled: bool = False,
     return out
 
 
-def build(previous: Sequence[Mapping[str, Any]] | None, wanted: Mapping[ConditionType, tuple[str, str, str]],
-          *, generation: int, now: float) -> list[dict[str, Any]]:
-    """The conditions list, keeping ``lastTransitionTime`` of conditions whose status did not change."""
-    old = {str(c.get("type")): c for c in previous or () if isinstance(c, Mapping)}
-    out: list[dict[str, Any]] = []
+def build(previous: Sequence[Condition], wanted: Mapping[ConditionType, tuple[str, str, str]],
+          *, generation: int, now: float) -> tuple[Condition, ...]:
+    """The conditions, keeping ``lastTransitionTime`` of conditions whose status did not change."""
+    old = {c.type: c for c in previous}
+    out: list[Condition] = []
     for ctype in ORDER:
         if ctype not in wanted:
             continue
         status, reason, message = wanted[ctype]
         prev = old.get(ctype.value)
-        ltt = prev.get("lastTransitionTime") if prev is not None and prev.get("status") == status else None
-        out.append({
-            "type": ctype.value,
-            "status": status,
-            "reason": reason or "Unknown",
-            "message": message,
-            "lastTransitionTime": ltt or format_time(now),
-            "observedGeneration": generation,
-        })
-    return out
-
-
-def get(conditions: Sequence[Mapping[str, Any]] | None, ctype: ConditionType) -> Mapping[str, Any] | None:
-    """The condition of ``ctype`` or None."""
-    for c in conditions or ():
-        if isinstance(c, Mapping) and c.get("type") == ctype.value:
-            return c
-    return None
+        ltt = prev.last_transition_time if prev is not None and prev.status == status else None
+        out.append(Condition(type=ctype.value, status=status, reason=reason or "Unknown", message=message,
+                             last_transition_time=ltt or format_time(now), observed_generation=generation))
+    return tuple(out)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-#: status.message limit of the CRD (bytes of UTF-8)
-MAX_MESSAGE_BYTES = 4096
+from agent_operator.crd.status import MAX_MESSAGE
+
+#: status.message limit of the CRD, counted in bytes of UTF-8 (never more characters than that)
+MAX_MESSAGE_BYTES = MAX_MESSAGE
 #: shorter secret values are not scrubbed (they would mangle ordinary words)
 MIN_SECRET_LENGTH = 4
 REDACTED = "***"

@@ -1,99 +1,18 @@
 """Values passed between the reconcile core and its drivers (controller, run-local).
 
-All frozen: a decision is computed from a snapshot of the object and never mutated; the
+The object itself is :class:`agent_operator.crd.resource.AgentTask` and the status the
+core computes an :class:`~agent_operator.crd.status.AgentTaskStatus`: the typed model
+that also generates the CRD.  All frozen: a decision is computed from a snapshot of the object and never mutated; the
 driver applies it and feeds the result back in.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from agent_operator.crd import names
-
-
-@dataclass(frozen=True)
-class TaskView:
-    """An AgentTask as the core sees it: identity, raw spec, status and lifecycle metadata."""
-
-    namespace: str
-    name: str
-    uid: str
-    spec: Mapping[str, Any]
-    status: Mapping[str, Any] = field(default_factory=dict)
-    generation: int = 1
-    resource_version: str = ""
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
-    finalizers: tuple[str, ...] = ()
-    deletion_requested: bool = False
-    creation_time: float | None = None
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "TaskView":
-        """Build from an API object (dict as the API server returns it)."""
-        from agent_operator.core.clock import parse_time
-
-        meta = body.get("metadata") or {}
-        created = meta.get("creationTimestamp")
-        return cls(
-            namespace=str(meta.get("namespace") or ""),
-            name=str(meta.get("name") or ""),
-            uid=str(meta.get("uid") or ""),
-            spec=dict(body.get("spec") or {}),
-            status=dict(body.get("status") or {}),
-            generation=int(meta.get("generation") or 1),
-            resource_version=str(meta.get("resourceVersion") or ""),
-            annotations=dict(meta.get("annotations") or {}),
-            labels=dict(meta.get("labels") or {}),
-            finalizers=tuple(meta.get("finalizers") or ()),
-            deletion_requested=bool(meta.get("deletionTimestamp")),
-            creation_time=parse_time(created) if created else None,
-        )
-
-    @property
-    def ref(self) -> str:
-        """``namespace/name`` for messages and logs."""
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def has_finalizer(self) -> bool:
-        """True when our finalizer is on the object."""
-        return names.FINALIZER in self.finalizers
-
-    @property
-    def attempt(self) -> int:
-        """The current attempt (1 before the first status write)."""
-        value = self.status.get("attempt")
-        return int(value) if isinstance(value, int) and value >= 1 else 1
-
-    @property
-    def create_pending_attempt(self) -> int | None:
-        """The attempt whose ``create`` was about to be called, from the annotation."""
-        raw = self.annotations.get(names.ANNOTATION_CREATE_PENDING)
-        try:
-            return int(raw) if raw is not None else None
-        except ValueError:
-            return None
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    """What the core needs to know about the agent serving a task."""
-
-    name: str
-    task_type: str
-    task_type_version: int = 0
-    sync: bool = False
-    #: the agent class's own default poll interval, if it declares one
-    poll_interval: float | None = None
-
-    def status(self) -> dict[str, Any]:
-        """``status.agent``."""
-        return {"name": self.name, "taskType": self.task_type, "taskTypeVersion": self.task_type_version,
-                "sync": self.sync}
+from agent_operator.crd.status import AgentTaskStatus
 
 
 class ActionKind(str, enum.Enum):
@@ -133,10 +52,10 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class MetadataChange:
-    """Changes to ``metadata`` (one patch): finalizer add/remove, create-pending marker."""
+    """Changes to ``metadata`` (one patch): our finalizer and the create-pending marker
+    (the finalizer is removed by :attr:`ActionKind.RELEASE`, a patch of its own)."""
 
     add_finalizer: bool = False
-    remove_finalizer: bool = False
     create_pending: int | None = None
 
 
@@ -145,7 +64,7 @@ class Decision:
     """The core's answer: new status (None: unchanged), metadata change, events, next action."""
 
     action: Action
-    status: Mapping[str, Any] | None = None
+    status: AgentTaskStatus | None = None
     metadata: MetadataChange | None = None
     events: tuple[EventRecord, ...] = ()
     #: outputs too large for status: (where, LiteralMap bytes) for the driver to store

@@ -14,10 +14,10 @@ from typing import Any
 
 from flyteidl.core import literals_pb2, tasks_pb2
 
-from agent_operator.core.model import AgentInfo, TaskView
-from agent_operator.crd.fields import InvalidField
 from agent_operator.crd.phases import Reason
+from agent_operator.crd.resource import AgentTask
 from agent_operator.crd.spec import AgentTaskSpec
+from agent_operator.crd.status import AgentInfo
 from agent_operator.sdk import AgentRegistry, FlyteAgentNotFound, SyncAgentBase
 from agent_operator.serialization import SpecError, load_inputs, load_task_template
 
@@ -46,19 +46,22 @@ class Prepared:
     template: tasks_pb2.TaskTemplate
     inputs: literals_pb2.LiteralMap | None
     agent: Any
+    #: ``status.agent``
     info: AgentInfo
+    #: the agent class's own default poll interval, if it declares one
+    poll_interval: float | None = None
 
 
 def _spec_field(field: str) -> str:
     return field if field.startswith("spec") else f"spec.{field}"
 
 
-def prepare(view: TaskView, lookup: AgentLookup = AgentRegistry.get_agent) -> Prepared:
-    """Decode spec, template and inputs and find the agent, or raise PrepareFailure."""
-    try:
-        spec = AgentTaskSpec.from_dict(view.spec)
-    except InvalidField as e:
-        raise PrepareFailure(Reason.INVALID_SPEC, f"{e.field}: {e.message}") from e
+def prepare(task: AgentTask, lookup: AgentLookup = AgentRegistry.get_agent) -> Prepared:
+    """Decode template and inputs and find the agent, or raise PrepareFailure."""
+    spec = task.spec
+    if spec is None:
+        error = task.spec_error
+        raise PrepareFailure(Reason.INVALID_SPEC, f"{error.field}: {error.message}" if error else "spec: missing")
     try:
         template = load_task_template(spec.template_value, field=spec.template_field)
     except SpecError as e:
@@ -84,6 +87,7 @@ def prepare(view: TaskView, lookup: AgentLookup = AgentRegistry.get_agent) -> Pr
         task_type=template.type,
         task_type_version=int(template.task_type_version),
         sync=isinstance(agent, SyncAgentBase),
-        poll_interval=float(interval) if isinstance(interval, Real) and not isinstance(interval, bool) else None,
     )
-    return Prepared(spec=spec, template=template, inputs=inputs, agent=agent, info=info)
+    return Prepared(spec=spec, template=template, inputs=inputs, agent=agent, info=info,
+                    poll_interval=float(interval) if isinstance(interval, Real) and not isinstance(interval, bool)
+                    else None)

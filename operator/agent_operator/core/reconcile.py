@@ -19,9 +19,9 @@ import dataclasses
 
 from agent_operator.core.absorb import absorb
 from agent_operator.core.clock import format_time
-from agent_operator.core.model import Action, ActionKind, Decision, EventRecord, MetadataChange, TaskView
+from agent_operator.core.model import Action, ActionKind, Decision, EventRecord, MetadataChange
 from agent_operator.core.signing import TamperedResourceMeta
-from agent_operator.core.status import (
+from agent_operator.core.transitions import (
     Context,
     Settings,
     backoff,
@@ -32,7 +32,6 @@ from agent_operator.core.status import (
     finish,
     jitter,
     make_status,
-    phase_of,
     poll_interval,
     spread,
     timed_out,
@@ -40,22 +39,22 @@ from agent_operator.core.status import (
 )
 from agent_operator.crd import names
 from agent_operator.crd.phases import Phase, Reason
+from agent_operator.crd.resource import AgentTask
 from agent_operator.crd.spec import DeletionPolicy
 from agent_operator.sdk import ResourceMeta
 
 __all__ = ["Context", "Settings", "absorb", "backoff", "decide", "decode_meta", "poll_interval", "sync_running"]
 
 
-def _verify(view: TaskView, ctx: Context) -> bytes | TamperedResourceMeta:
-    signed = view.status.get("resourceMeta")
+def _verify(view: AgentTask, ctx: Context) -> bytes | TamperedResourceMeta:
     try:
-        return ctx.signer.verify(str(signed), uid=view.uid, attempt=view.attempt)
+        return ctx.signer.verify(view.status.resource_meta or "", uid=view.uid, attempt=view.attempt)
     except TamperedResourceMeta as e:
         return e
 
 
-def _tampered(view: TaskView, ctx: Context, now: float, err: TamperedResourceMeta) -> Decision:
-    phase = phase_of(view) or Phase.PENDING
+def _tampered(view: AgentTask, ctx: Context, now: float, err: TamperedResourceMeta) -> Decision:
+    phase = view.status.phase or Phase.PENDING
     msg = (f"refusing to call the agent: {err}. The job handle cannot be trusted; delete the AgentTask "
            f"(annotate {names.ANNOTATION_SKIP_AGENT_DELETE}=true to skip the agent's delete)")
     stalled = (str(Reason.RESOURCE_META_TAMPERED), msg)
@@ -63,7 +62,7 @@ def _tampered(view: TaskView, ctx: Context, now: float, err: TamperedResourceMet
     return finish(view, status, Action(ActionKind.DONE))
 
 
-def decode_meta(view: TaskView, ctx: Context) -> ResourceMeta:
+def decode_meta(view: AgentTask, ctx: Context) -> ResourceMeta:
     """The agent's ResourceMeta from the verified status (call only after decide said GET/DELETE)."""
     data = _verify(view, ctx)
     if isinstance(data, TamperedResourceMeta):
@@ -74,10 +73,10 @@ def decode_meta(view: TaskView, ctx: Context) -> ResourceMeta:
 
 
 # --------------------------------------------------------------------------- decide
-def decide(view: TaskView, ctx: Context, now: float) -> Decision:
+def decide(view: AgentTask, ctx: Context, now: float) -> Decision:
     """What to do with ``view`` now, before any agent call."""
-    phase = phase_of(view)
-    if view.deletion_requested:
+    phase = view.status.phase
+    if view.deleting:
         return _decide_deletion(view, ctx, now, phase)
     if phase is not None and phase.terminal:
         return Decision(Action(ActionKind.DONE))
@@ -103,7 +102,7 @@ def decide(view: TaskView, ctx: Context, now: float) -> Decision:
             return timed_out(view, ctx, now, "before the agent was called")
         wait = backoff(failures, ctx.settings) if failures else 0.0
         return Decision(Action(ActionKind.DO, delay=delay_from_last_call(ctx, now, wait), attempt=view.attempt))
-    if view.status.get("resourceMeta"):
+    if view.status.resource_meta:
         data = _verify(view, ctx)
         if isinstance(data, TamperedResourceMeta):
             return _tampered(view, ctx, now, data)
@@ -128,13 +127,14 @@ def decide(view: TaskView, ctx: Context, now: float) -> Decision:
     return _decide_create(view, ctx, now, failures)
 
 
-def _decide_create(view: TaskView, ctx: Context, now: float, failures: int) -> Decision:
+def _decide_create(view: AgentTask, ctx: Context, now: float, failures: int) -> Decision:
     attempt = view.attempt
     metadata = None
-    if not view.has_finalizer or view.create_pending_attempt != attempt:
-        metadata = MetadataChange(add_finalizer=not view.has_finalizer, create_pending=attempt)
+    meta = view.metadata
+    if not meta.has_finalizer or meta.create_pending_attempt != attempt:
+        metadata = MetadataChange(add_finalizer=not meta.has_finalizer, create_pending=attempt)
     events: tuple[EventRecord, ...] = ()
-    if view.create_pending_attempt == attempt and ctx.last_call is None:
+    if meta.create_pending_attempt == attempt and ctx.last_call is None:
         events = (EventRecord("Normal", str(Reason.CREATE_RESUMED),
                               f"resuming create of attempt {attempt} with the same idempotency key"),)
     wait = backoff(failures, ctx.settings) if failures else 0.0
@@ -142,10 +142,10 @@ def _decide_create(view: TaskView, ctx: Context, now: float, failures: int) -> D
                     metadata=metadata, events=events)
 
 
-def _decide_deletion(view: TaskView, ctx: Context, now: float, phase: Phase | None) -> Decision:
-    if not view.has_finalizer:
+def _decide_deletion(view: AgentTask, ctx: Context, now: float, phase: Phase | None) -> Decision:
+    if not view.metadata.has_finalizer:
         return Decision(Action(ActionKind.DONE))
-    skip = view.annotations.get(names.ANNOTATION_SKIP_AGENT_DELETE, "").lower() == "true"
+    skip = view.metadata.annotations.get(names.ANNOTATION_SKIP_AGENT_DELETE, "").lower() == "true"
     prepared = ctx.prepared
     orphan = prepared is not None and prepared.spec.deletion_policy == DeletionPolicy.ORPHAN
     terminal = phase is not None and phase.terminal
@@ -155,7 +155,7 @@ def _decide_deletion(view: TaskView, ctx: Context, now: float, phase: Phase | No
         event = EventRecord("Normal", str(Reason.ORPHANED), "deletionPolicy Orphan: the agent's job keeps running",
                             final=True)
         return Decision(Action(ActionKind.RELEASE), events=(event,))
-    if view.status.get("resourceMeta"):
+    if view.status.resource_meta:
         data = _verify(view, ctx)
         if isinstance(data, TamperedResourceMeta):
             return _tampered(view, ctx, now, data)
@@ -163,15 +163,15 @@ def _decide_deletion(view: TaskView, ctx: Context, now: float, phase: Phase | No
         wait = backoff(failures, ctx.settings) if failures else 0.0
         return Decision(Action(ActionKind.DELETE, delay=delay_from_last_call(ctx, now, wait),
                                attempt=view.attempt, purpose="deletion"))
-    if view.create_pending_attempt == view.attempt:
+    if view.metadata.create_pending_attempt == view.attempt:
         # a create may have reached the agent: learn its handle (same key) so it can be deleted
         return _decide_create(view, ctx, now, failures_of(view))
     return Decision(Action(ActionKind.RELEASE))
 
 
-def sync_running(view: TaskView, ctx: Context, now: float) -> Decision:
+def sync_running(view: AgentTask, ctx: Context, now: float) -> Decision:
     """The status of a task whose sync ``do`` is taking a while: phase Running."""
     status = make_status(view, ctx, now, phase=Phase.RUNNING, reason=Reason.RUNNING,
                          message=f"attempt {view.attempt}: the sync agent is working", attempt=view.attempt,
-                         startTime=view.status.get("startTime") or format_time(now))
+                         start_time=view.status.start_time or format_time(now))
     return finish(view, status, Action(ActionKind.DO, attempt=view.attempt))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import inspect
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -22,8 +20,12 @@ from typing import Any, Protocol
 
 from agent_operator.core.answers import classify
 from agent_operator.core.identity import task_execution_metadata
-from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord, MetadataChange, TaskView
+from agent_operator.core.model import Action, ActionKind, Answer, Decision, EventRecord, MetadataChange
 from agent_operator.core.reconcile import Context, absorb, decide, decode_meta, sync_running
+from agent_operator.crd.phases import Phase
+from agent_operator.crd.resource import AgentTask
+from agent_operator.crd.status import AgentTaskStatus
+from agent_operator.sdk.invoke import invoke
 
 #: immediate transitions one ``advance`` may take before yielding (guards against loops)
 MAX_STEPS = 16
@@ -33,19 +35,19 @@ AGENT_CALLS = (ActionKind.CREATE, ActionKind.GET, ActionKind.DELETE, ActionKind.
 class Backend(Protocol):
     """Where decisions land (API server, memory, ...)."""
 
-    async def patch_metadata(self, view: TaskView, change: MetadataChange) -> TaskView:
+    async def patch_metadata(self, view: AgentTask, change: MetadataChange) -> AgentTask:
         """Apply finalizer / annotation changes; return the updated object."""
 
-    async def write_status(self, view: TaskView, status: Mapping[str, Any]) -> TaskView:
+    async def write_status(self, view: AgentTask, status: AgentTaskStatus) -> AgentTask:
         """Replace the status (``view.status`` is what is stored now); return the updated object."""
 
-    async def release(self, view: TaskView) -> None:
+    async def release(self, view: AgentTask) -> None:
         """Remove our finalizer (the object may then disappear)."""
 
-    async def emit(self, view: TaskView, event: EventRecord) -> None:
+    async def emit(self, view: AgentTask, event: EventRecord) -> None:
         """Record an Event about the object."""
 
-    async def store_outputs(self, view: TaskView, ref: str, data: bytes) -> None:
+    async def store_outputs(self, view: AgentTask, ref: str, data: bytes) -> None:
         """Write serialized outputs to ``ref`` (called before the status pointing at them)."""
 
 
@@ -65,7 +67,6 @@ class Progress:
     """What a driver keeps per object between ``advance`` calls (in memory only)."""
 
     last_call: float | None = None
-    calls: int = 0
     first_seen: float | None = None
 
 
@@ -73,7 +74,7 @@ class Progress:
 class Outcome:
     """Where ``advance`` stopped: the object as stored and the pending action (None: nothing)."""
 
-    view: TaskView
+    view: AgentTask
     action: Action | None
 
 
@@ -100,21 +101,7 @@ def _noop_observer(agent: str, method: str, seconds: float, error: str | None) -
     return None
 
 
-async def _invoke(func: Callable[..., Any], executor: Executor | None, /, **kwargs: Any) -> Any:
-    """Like :func:`agent_operator.sdk.invoke`, with plain methods run on ``executor``.
-
-    A plain method that hangs keeps its thread after the call's time bound: with one pool
-    per agent, a hung agent can only use up its own threads, never the other agents'.
-    """
-    if inspect.iscoroutinefunction(func):
-        return await func(**kwargs)
-    result = await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, **kwargs))
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
-async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
+async def call_agent(view: AgentTask, ctx: Context, action: Action, secrets: Mapping[str, Mapping[str, str]],
                      limits: CallLimits, executor: Executor | None = None) -> Answer:
     """Make the agent call ``action`` names, bounded in time; never raises."""
     prepared = ctx.prepared
@@ -125,17 +112,17 @@ async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapp
         if action.kind in (ActionKind.CREATE, ActionKind.DO):
             md = task_execution_metadata(
                 namespace=view.namespace, name=view.name, uid=view.uid, attempt=action.attempt,
-                max_attempts=prepared.spec.max_attempts, template=prepared.template, labels=view.labels,
+                max_attempts=prepared.spec.max_attempts, template=prepared.template, labels=view.metadata.labels,
                 service_account=prepared.spec.service_account_name,
             )
             method = agent.create if action.kind == ActionKind.CREATE else agent.do
-            coro = _invoke(method, executor, task_template=prepared.template,
+            coro = invoke(method, executor, task_template=prepared.template,
                            output_prefix=prepared.spec.output_prefix or "",
                           inputs=prepared.inputs, task_execution_metadata=md, **extra)
         else:
             meta = decode_meta(view, ctx)
             method = agent.get if action.kind == ActionKind.GET else agent.delete
-            coro = _invoke(method, executor, resource_meta=meta, **extra)
+            coro = invoke(method, executor, resource_meta=meta, **extra)
     except Exception as e:  # noqa: BLE001 - a broken handle is the agent's error, not ours
         return Answer(error=e)
     bound = limits.do_timeout if action.kind == ActionKind.DO else limits.call_timeout
@@ -149,8 +136,8 @@ async def call_agent(view: TaskView, ctx: Context, action: Action, secrets: Mapp
         return Answer(error=e)
 
 
-def _with_status(view: TaskView, status: Mapping[str, Any]) -> TaskView:
-    return dataclasses.replace(view, status=dict(status))
+def _with_status(view: AgentTask, status: AgentTaskStatus) -> AgentTask:
+    return dataclasses.replace(view, status=status)
 
 
 def secret_text(secrets: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
@@ -166,12 +153,12 @@ def secret_text(secrets: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str,
 
 
 async def advance(
-    view: TaskView,
-    make_context: Callable[[TaskView, float | None], Context],
+    view: AgentTask,
+    make_context: Callable[[AgentTask, float | None], Context],
     backend: Backend,
     progress: Progress,
     *,
-    secrets: Callable[[TaskView], Any] | None = None,
+    secrets: Callable[[AgentTask], Any] | None = None,
     limits: CallLimits = CallLimits(),
     clock: Callable[[], float] = time.time,
     observe: Observer = _noop_observer,
@@ -214,7 +201,7 @@ async def advance(
                 await flush()
         for event in decision.events:
             await backend.emit(local, event)
-        if action.kind == ActionKind.DONE and answered and local.deletion_requested and local.has_finalizer:
+        if action.kind == ActionKind.DONE and answered and local.deleting and local.metadata.has_finalizer:
             # the answer ended the task, but a deleted task still owes its finalizer: the
             # echo of this status write is our own and wakes nobody, so decide again now
             await flush()
@@ -243,7 +230,7 @@ async def advance(
         started = clock()
         executor = executor_for(ctx) if executor_for is not None else None
         call = asyncio.ensure_future(call_agent(local, ctx, action, values, limits, executor))
-        if action.kind == ActionKind.DO and local.status.get("phase") != "Running":
+        if action.kind == ActionKind.DO and local.status.phase != Phase.RUNNING:
             done, _ = await asyncio.wait({call}, timeout=limits.do_progress_after)
             if not done:
                 interim = sync_running(local, ctx, clock())
@@ -257,9 +244,9 @@ async def advance(
         except asyncio.CancelledError:
             call.cancel()
             raise
-        progress.last_call, progress.calls = started, progress.calls + 1
+        progress.last_call = started
         kind = _error_kind(answer)
-        observe(ctx.prepared.info.name if ctx.prepared else "", action.kind.value, clock() - started, kind)
+        observe((ctx.prepared.info.name or "") if ctx.prepared else "", action.kind.value, clock() - started, kind)
         ctx = context()
         decision, answered = absorb(local, ctx, action, answer, clock()), True
     await flush()

@@ -47,6 +47,7 @@ class PollScheduler(Generic[K]):
         self._per_group = per_group
         self._groups: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._draining = False
 
     # ------------------------------------------------------------------ API
     def schedule(self, key: K, delay: float = 0.0, group: str | None = None, *, earliest: bool = False) -> None:
@@ -90,6 +91,12 @@ class PollScheduler(Generic[K]):
         """Handlers running now."""
         return len(self._running)
 
+    async def drain(self) -> None:
+        """Stop starting handlers and wait until the running ones finished (shard handover)."""
+        self._draining = True
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
         """Dispatch due keys forever (cancel the task to stop; running handlers are cancelled)."""
@@ -110,7 +117,7 @@ class PollScheduler(Generic[K]):
 
     def _dispatch_due(self) -> None:
         now = self._clock()
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] <= now and not self._draining:
             due, seq, key = heapq.heappop(self._heap)
             if self._entry.get(key) != (due, seq):
                 continue  # replaced or cancelled

@@ -134,16 +134,18 @@ def model_schema(cls: type) -> dict[str, Any]:
 
 
 def dump(value: Any) -> Any:
-    """JSON form of a model value: camelCase keys, ``None`` and empty collections omitted."""
+    """JSON form of a model value: camelCase keys, ``None`` and empty lists omitted.
+
+    An empty mapping is kept: ``outputs: {}`` (a task without outputs) is not ``outputs``
+    unset, and :func:`load` reads it back as ``{}``, so ``load(dump(x)) == x``.
+    """
     if _is_model(type(value)):
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
-            if "json" not in f.metadata:
-                continue
+        for key, f, *_ in _table(type(value))[0]:
             v = getattr(value, f.name)
-            if v is None or (isinstance(v, (tuple, list, dict)) and not v and not f.metadata.get("keep_empty")):
+            if v is None or (isinstance(v, (tuple, list)) and not v):
                 continue
-            out[f.metadata["json"]] = dump(v)
+            out[key] = dump(v)
         return out
     if isinstance(value, enum.Enum):
         return value.value
@@ -154,51 +156,90 @@ def dump(value: Any) -> Any:
     return value
 
 
-def _load_value(tp: Any, raw: Any, where: str) -> Any:
-    tp, optional = _strip_optional(tp)
-    if raw is None:
-        if optional:
-            return None
-        raise InvalidField(where, "must not be null")
+Loader = typing.Callable[[Any, str], Any]
+_LOADERS: dict[Any, Loader] = {}
+
+
+def _loader(tp: Any) -> Loader:
+    """The loader of ``tp``, built once: the type is inspected when the loader is made, not
+    on every value (the controller reads a status on every change of an object)."""
+    fn = _LOADERS.get(tp)
+    if fn is None:
+        fn = _LOADERS[tp] = _optional_loader(*_strip_optional(tp))
+    return fn
+
+
+def _optional_loader(tp: Any, optional: bool) -> Loader:
+    base = _base_loader(tp)
+
+    def load_value(raw: Any, where: str) -> Any:
+        if raw is None:
+            if optional:
+                return None
+            raise InvalidField(where, "must not be null")
+        return base(raw, where)
+
+    return load_value
+
+
+#: JSON scalars: what the error calls them and which values fit (a bool is not a number)
+_SCALARS: dict[type, tuple[str, typing.Callable[[Any], bool]]] = {
+    bool: ("a boolean", lambda raw: isinstance(raw, bool)),
+    int: ("an integer", lambda raw: isinstance(raw, int) and not isinstance(raw, bool)),
+    float: ("a number", lambda raw: isinstance(raw, (int, float)) and not isinstance(raw, bool)),
+    str: ("a string", lambda raw: isinstance(raw, str)),
+}
+
+
+def _type_error(where: str, expected: str, raw: Any) -> InvalidField:
+    return InvalidField(where, f"expected {expected}, got {type(raw).__name__}")
+
+
+def _base_loader(tp: Any) -> Loader:
     if _is_model(tp):
-        return load(tp, raw, where)
+        return lambda raw, where: load(tp, raw, where)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(raw)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in tp)
-            raise InvalidField(where, f"must be one of {allowed}, got {raw!r}") from None
-    if tp is bool:
-        if not isinstance(raw, bool):
-            raise InvalidField(where, f"expected a boolean, got {type(raw).__name__}")
-        return raw
-    if tp is int:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise InvalidField(where, f"expected an integer, got {type(raw).__name__}")
-        return raw
-    if tp is float:
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise InvalidField(where, f"expected a number, got {type(raw).__name__}")
-        return float(raw)
-    if tp is str:
-        if not isinstance(raw, str):
-            raise InvalidField(where, f"expected a string, got {type(raw).__name__}")
-        return raw
+        allowed = ", ".join(repr(m.value) for m in tp)
+
+        def load_enum(raw: Any, where: str) -> Any:
+            try:
+                return tp(raw)
+            except ValueError:
+                raise InvalidField(where, f"must be one of {allowed}, got {raw!r}") from None
+
+        return load_enum
+    if tp in _SCALARS:
+        expected, fits = _SCALARS[tp]
+        convert = float if tp is float else None
+
+        def load_scalar(raw: Any, where: str) -> Any:
+            if not fits(raw):
+                raise _type_error(where, expected, raw)
+            return convert(raw) if convert is not None else raw
+        return load_scalar
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is tuple:
-        if not isinstance(raw, list):
-            raise InvalidField(where, f"expected a list, got {type(raw).__name__}")
-        return tuple(_load_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(raw))
+        item = _loader(args[0])
+
+        def load_tuple(raw: Any, where: str) -> Any:
+            if not isinstance(raw, list):
+                raise _type_error(where, "a list", raw)
+            return tuple(item(v, f"{where}[{i}]") for i, v in enumerate(raw))
+        return load_tuple
     if origin in (Mapping, dict) or tp in (dict, Mapping):
-        if not isinstance(raw, Mapping):
-            raise InvalidField(where, f"expected a mapping, got {type(raw).__name__}")
-        if args and args[1] is str:
-            bad = [k for k, v in raw.items() if not isinstance(v, str)]
-            if bad:
-                raise InvalidField(f"{where}.{bad[0]}", "expected a string")
-        return dict(raw)
-    return raw
+        str_values = bool(args) and args[1] is str
+
+        def load_mapping(raw: Any, where: str) -> Any:
+            if not isinstance(raw, Mapping):
+                raise _type_error(where, "a mapping", raw)
+            if str_values:
+                bad = [k for k, v in raw.items() if not isinstance(v, str)]
+                if bad:
+                    raise InvalidField(f"{where}.{bad[0]}", "expected a string")
+            return dict(raw)
+        return load_mapping
+    return lambda raw, where: raw
 
 
 @functools.lru_cache(maxsize=64)
@@ -211,44 +252,58 @@ def _go_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
 
 
-def _check_bounds(meta: Mapping[str, Any], value: Any, where: str) -> None:
-    """Enforce the size keywords the CRD declares, for callers without an API server."""
-    schema = meta["schema"]
-    if isinstance(value, str):
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise InvalidField(where, f"longer than {schema['maxLength']} characters")
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            raise InvalidField(where, f"shorter than {schema['minLength']} characters")
-        if "pattern" in schema and not _go_pattern(schema["pattern"]).search(value):
-            raise InvalidField(where, f"{value[:64]!r} does not match {schema['pattern']!r}")
-        if "enum" in schema and value not in schema["enum"]:
-            allowed = ", ".join(repr(v) for v in schema["enum"])
-            raise InvalidField(where, f"must be one of {allowed}, got {value[:64]!r}")
-        if schema.get("format") == "date-time" and not _RFC3339.fullmatch(value):
-            raise InvalidField(where, f"{value[:64]!r} is not an RFC 3339 date-time (e.g. 2026-01-02T15:04:05Z)")
-    if isinstance(value, tuple) and "maxItems" in schema and len(value) > schema["maxItems"]:
-        raise InvalidField(where, f"more than {schema['maxItems']} items")
-    if isinstance(value, tuple) and schema.get("x-kubernetes-list-type") == "map":
-        keys = schema["x-kubernetes-list-map-keys"]
-        seen: set[tuple[Any, ...]] = set()
-        for i, item in enumerate(value):
-            key = tuple(getattr(item, _attr_for(type(item), k)) for k in keys)
-            if key in seen:
-                raise InvalidField(f"{where}[{i}]", f"duplicate entry with {', '.join(keys)} {key[0]!r}")
-            seen.add(key)
-    if isinstance(value, dict) and "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        raise InvalidField(where, f"more than {schema['maxProperties']} entries")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise InvalidField(where, f"must be >= {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise InvalidField(where, f"must be <= {schema['maximum']}")
+_BOUNDS_KEYS = frozenset({"maxLength", "minLength", "pattern", "enum", "format", "maxItems",
+                          "x-kubernetes-list-type", "maxProperties", "minimum", "maximum"})
+
+
+def _bounds_checker(schema: Mapping[str, Any]) -> typing.Callable[[Any, str], None] | None:
+    """A checker of the bound keywords in ``schema`` (None when it declares none)."""
+    if not _BOUNDS_KEYS.intersection(schema):
+        return None
+    pattern = _go_pattern(schema["pattern"]) if "pattern" in schema else None
+    date_time = schema.get("format") == "date-time"
+    list_map_keys = schema["x-kubernetes-list-map-keys"] if schema.get("x-kubernetes-list-type") == "map" else None
+
+    def check(value: Any, where: str) -> None:  # noqa: C901 - the keywords in the API server's order
+        if isinstance(value, str):
+            if "maxLength" in schema and len(value) > schema["maxLength"]:
+                raise InvalidField(where, f"longer than {schema['maxLength']} characters")
+            if "minLength" in schema and len(value) < schema["minLength"]:
+                raise InvalidField(where, f"shorter than {schema['minLength']} characters")
+            if pattern is not None and not pattern.search(value):
+                raise InvalidField(where, f"{value[:64]!r} does not match {schema['pattern']!r}")
+            if "enum" in schema and value not in schema["enum"]:
+                allowed = ", ".join(repr(v) for v in schema["enum"])
+                raise InvalidField(where, f"must be one of {allowed}, got {value[:64]!r}")
+            if date_time and not _RFC3339.fullmatch(value):
+                raise InvalidField(where, f"{value[:64]!r} is not an RFC 3339 date-time (e.g. 2026-01-02T15:04:05Z)")
+        elif isinstance(value, tuple):
+            if "maxItems" in schema and len(value) > schema["maxItems"]:
+                raise InvalidField(where, f"more than {schema['maxItems']} items")
+            if list_map_keys is not None:
+                seen: set[tuple[Any, ...]] = set()
+                for i, item in enumerate(value):
+                    key = tuple(getattr(item, _attr_for(type(item), k)) for k in list_map_keys)
+                    if key in seen:
+                        raise InvalidField(f"{where}[{i}]",
+                                           f"duplicate entry with {', '.join(list_map_keys)} {key[0]!r}")
+                    seen.add(key)
+        elif isinstance(value, dict):
+            if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+                raise InvalidField(where, f"more than {schema['maxProperties']} entries")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "minimum" in schema and value < schema["minimum"]:
+                raise InvalidField(where, f"must be >= {schema['minimum']}")
+            if "maximum" in schema and value > schema["maximum"]:
+                raise InvalidField(where, f"must be <= {schema['maximum']}")
+
+    return check
 
 
 def _attr_for(cls: type, json_name: str) -> str:
     """The dataclass attribute behind a JSON field name."""
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("json") == json_name:
+    for key, f, *_ in _table(cls)[0]:
+        if key == json_name:
             return f.name
     raise KeyError(json_name)
 
@@ -286,15 +341,20 @@ def find_pruned_field(value: Any, schema: Mapping[str, Any] | None, path: str = 
     return None
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_FieldTable = tuple[tuple[str, "dataclasses.Field[Any]", Loader, "typing.Callable[[Any, str], None] | None"], ...]
+_TABLES: dict[type, tuple[_FieldTable, frozenset[str]]] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    """``typing.get_type_hints`` of a model class, once: it re-evaluates every annotation."""
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
+def _table(cls: type) -> tuple[_FieldTable, frozenset[str]]:
+    """(JSON name, field, loader, bounds checker) of each API field of a model class and the
+    set of JSON names, computed once: ``typing.get_type_hints`` re-evaluates every annotation."""
+    table = _TABLES.get(cls)
+    if table is None:
+        hints = typing.get_type_hints(cls)
+        fields = tuple((f.metadata["json"], f, _loader(hints[f.name]), _bounds_checker(f.metadata["schema"]))
+                       for f in dataclasses.fields(cls) if "json" in f.metadata)
+        table = _TABLES[cls] = (fields, frozenset(name for name, *_ in fields))
+    return table
 
 
 def load(cls: type[T], raw: Any, where: str) -> T:
@@ -305,20 +365,49 @@ def load(cls: type[T], raw: Any, where: str) -> T:
     """
     if not isinstance(raw, Mapping):
         raise InvalidField(where, f"expected a mapping, got {type(raw).__name__}")
-    hints = _hints(cls)
-    by_json = {f.metadata["json"]: f for f in dataclasses.fields(cls) if "json" in f.metadata}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(by_json))
-    if unknown:
-        raise InvalidField(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(by_json))})")
+    fields, known = _table(cls)
+    if not known.issuperset(raw):
+        unknown = sorted(str(k) for k in set(raw) - known)
+        raise InvalidField(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
     kwargs: dict[str, Any] = {}
-    for key, f in by_json.items():
-        path = f"{where}.{key}"
+    for key, f, loader, checker in fields:
         # the API server drops null values of non-nullable fields before validating
-        if raw.get(key) is None:
+        value = raw.get(key)
+        if value is None:
             if f.metadata["required"]:
-                raise InvalidField(path, "required")
+                raise InvalidField(f"{where}.{key}", "required")
             continue
-        value = _load_value(hints[f.name], raw[key], path)
-        _check_bounds(f.metadata, value, path)
+        path = f"{where}.{key}"
+        value = loader(value, path)
+        if checker is not None:
+            checker(value, path)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def load_lenient(cls: type[T], raw: Any, where: str) -> T:
+    """Like :func:`load`, but a field that does not fit is left out instead of an error.
+
+    For data the API server already validated against an older schema: what the current
+    model cannot read is treated as never written.
+    """
+    if not isinstance(raw, Mapping):
+        return cls()
+    try:
+        return load(cls, raw, where)
+    except InvalidField:
+        pass
+    kwargs: dict[str, Any] = {}
+    for key, f, loader, checker in _table(cls)[0]:
+        value = raw.get(key)
+        if value is None:
+            continue
+        path = f"{where}.{key}"
+        try:
+            value = loader(value, path)
+            if checker is not None:
+                checker(value, path)
+        except InvalidField:
+            continue
         kwargs[f.name] = value
     return cls(**kwargs)

@@ -53,8 +53,6 @@ class ConditionType(str, enum.Enum):
 class Reason(str, enum.Enum):
     """Machine-readable reasons used in conditions and Events (CamelCase, as Kubernetes does)."""
 
-    PENDING = "Pending"
-    CREATING = "Creating"
     CREATED = "Created"
     QUEUED = "Queued"
     WAITING_FOR_RESOURCES = "WaitingForResources"
@@ -75,7 +73,6 @@ class Reason(str, enum.Enum):
     DELETED = "AgentDeleted"
     ORPHANED = "Orphaned"
     CREATE_RESUMED = "CreateResumed"
-    OUTPUTS_NOT_INLINED = "OutputsNotInlined"
 
     def __str__(self) -> str:
         return self.value

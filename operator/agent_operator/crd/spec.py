@@ -8,6 +8,7 @@ a task failure with reason ``InvalidSpec``, not a malformed Kubernetes object.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -175,12 +176,13 @@ class AgentTaskSpec:
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"],
     )
 
-    @property
+    # cached: the core asks on every decision, and parsing a Go duration is not free
+    @functools.cached_property
     def timeout_seconds(self) -> float | None:
         """``timeout`` in seconds (None: no timeout)."""
         return parse_duration(self.timeout) if self.timeout else None
 
-    @property
+    @functools.cached_property
     def poll_interval_seconds(self) -> float | None:
         """``pollInterval`` in seconds (None: not set)."""
         return parse_duration(self.poll_interval) if self.poll_interval else None

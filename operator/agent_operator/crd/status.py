@@ -15,15 +15,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent_operator.crd.fields import api_field, dump, load
+from agent_operator.crd.fields import api_field, dump, load, load_lenient
 from agent_operator.crd.phases import ALL_PHASES, ConditionType, Phase
 
 #: ``status.message`` and condition messages are cut to this many characters
 MAX_MESSAGE = 4096
 #: outputs larger than this (JSON) are not inlined; ``outputsRef`` says where they are
 MAX_INLINE_OUTPUTS = 64 * 1024
+#: bound of the signed ``resourceMeta`` (the core fails a create whose handle is larger)
 MAX_RESOURCE_META = 64 * 1024
 MAX_LOG_LINKS = 64
+MAX_LOG_LINK_NAME = 256
+MAX_LOG_LINK_URI = 4096
+#: ``customInfo`` larger than this (JSON) is replaced by a note saying so
+MAX_CUSTOM_INFO = 64 * 1024
 MAX_CONDITIONS = 8
 #: metav1.Condition's reason grammar (CamelCase identifier)
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -58,8 +63,8 @@ class LogLink:
     __api_doc__: ClassVar[str] = "A link the agent reported for this task (flyteidl core.TaskLog)."
 
     name: str = api_field("name", "Display name of the link (e.g. 'Dashboard', 'Logs').",
-                          required=True, default="", maxLength=256)
-    uri: str = api_field("uri", "The link itself.", required=True, default="", maxLength=4096)
+                          required=True, default="", maxLength=MAX_LOG_LINK_NAME)
+    uri: str = api_field("uri", "The link itself.", required=True, default="", maxLength=MAX_LOG_LINK_URI)
     message_format: str | None = api_field(
         "messageFormat", "Format of the log messages behind the link (flyteidl TaskLog.MessageFormat).",
         default=None, enum=["UNKNOWN", "CSV", "JSON"])
@@ -171,6 +176,12 @@ class AgentTaskStatus:
         if raw is None:
             return cls()
         return load(cls, raw, where)
+
+    @classmethod
+    def from_stored(cls, raw: Any) -> "AgentTaskStatus":
+        """A status the API server stored: fields the model cannot read (a schema change
+        since they were written) are left out rather than failing the whole object."""
+        return load_lenient(cls, raw, "status")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (camelCase, unset fields omitted), e.g. for a status patch."""

@@ -39,6 +39,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Protocol
 
+from ..controller.api import object_path
+from ..controller.client import KubeClient
+from ..controller.errors import Conflict, NotFound
 from ..observability import metrics
 
 log = logging.getLogger("agent_operator.leader")
@@ -98,47 +101,36 @@ class LeaseStore(Protocol):
         """Replace it (``metadata.resourceVersion`` must match); raise :class:`LeaseConflict` if not."""
 
 
-class KubernetesLeaseStore:
-    """:class:`LeaseStore` over a ``kubernetes.client.ApiClient`` (blocking calls run in threads)."""
+class KubeLeaseStore:
+    """:class:`LeaseStore` over the operator's :class:`~agent_operator.controller.client.KubeClient`
+    (raw JSON: MicroTime keeps its microseconds)."""
 
-    def __init__(self, api_client: Any, namespace: str, name: str) -> None:
-        from kubernetes import client
-
+    def __init__(self, client: KubeClient, namespace: str, name: str) -> None:
+        self.client = client
         self.namespace = namespace
         self.name = name
-        self._api = client.CoordinationV1Api(api_client)
-
-    def _call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            # raw JSON instead of the generated models: they drop MicroTime precision
-            resp = fn(*args, _preload_content=False, _request_timeout=max(0.5, timeout))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status == 409:
-                raise LeaseConflict(exc.reason) from None
-            raise
-        body: dict[str, Any] = json.loads(resp.data)
-        return body
+        self._collection = object_path("/apis/coordination.k8s.io/v1", namespace, "leases")
+        self._path = object_path("/apis/coordination.k8s.io/v1", namespace, "leases", name)
 
     async def get(self, timeout: float) -> dict[str, Any] | None:
-        return await asyncio.to_thread(self._call, self._api.read_namespaced_lease,
-                                       self.name, self.namespace, timeout=timeout)
+        try:
+            return await self.client.get(self._path, timeout=max(0.5, timeout))
+        except NotFound:
+            return None
 
     async def create(self, lease: dict[str, Any], timeout: float) -> dict[str, Any]:
-        out = await asyncio.to_thread(self._call, self._api.create_namespaced_lease,
-                                      self.namespace, lease, timeout=timeout)
-        assert out is not None
-        return out
+        try:
+            return await self.client.create(self._collection, lease, timeout=max(0.5, timeout))
+        except Conflict as e:
+            raise LeaseConflict(str(e)) from None
 
     async def replace(self, lease: dict[str, Any], timeout: float) -> dict[str, Any]:
-        out = await asyncio.to_thread(self._call, self._api.replace_namespaced_lease,
-                                      self.name, self.namespace, lease, timeout=timeout)
-        if out is None:
-            raise LeaseConflict("lease was deleted")
-        return out
+        try:
+            return await self.client.replace(self._path, lease, timeout=max(0.5, timeout))
+        except Conflict as e:
+            raise LeaseConflict(str(e)) from None
+        except NotFound:
+            raise LeaseConflict("lease was deleted") from None
 
 
 def micro_time(now: datetime | None = None) -> str:
@@ -347,7 +339,7 @@ class _Watchdog(threading.Thread):
 async def run_with_leader_election(
     main: Callable[[], Awaitable[None]],
     *,
-    api_client: Any,
+    client: KubeClient | None,
     namespace: str,
     name: str,
     identity: str | None = None,
@@ -362,11 +354,14 @@ async def run_with_leader_election(
     Raises :class:`LeadershipLost` (after cancelling ``main``) when the lease cannot be
     renewed in time; exceptions from ``main`` propagate after the lease is released.
     ``hard_exit=False`` disables the watchdog's ``os._exit`` (in-process tests only).
-    ``store`` replaces the API-backed Lease store (unit tests).
+    ``store`` replaces the API-backed Lease store (unit tests; ``client`` may then be None).
     """
     timing = Timing(lease_seconds, renew_seconds, retry_seconds)
-    elector = LeaderElector(store or KubernetesLeaseStore(api_client, namespace, name),
-                            identity or default_identity(), timing)
+    if store is None:
+        if client is None:
+            raise ValueError("run_with_leader_election: a client or a store is required")
+        store = KubeLeaseStore(client, namespace, name)
+    elector = LeaderElector(store, identity or default_identity(), timing)
     metrics.set_leader(False)
     STATE.role = "standby"
     log.info("waiting for leader lease %s/%s as %s", namespace, name, elector.identity)

@@ -64,14 +64,11 @@ def _probe(check: Check) -> tuple[int, bytes]:
     return (200, b"ok\n") if ok else (503, b"not ok\n")
 
 
-def _standby_ready() -> bool:
-    """A leader-election standby is ready (see :func:`agent_operator.ha.leader.standby_ready`)."""
-    from agent_operator.ha.leader import standby_ready
-
-    return standby_ready()
+def _never() -> bool:
+    return False
 
 
-def _handler(ready: Check, live: Check) -> type[BaseHTTPRequestHandler]:
+def _handler(ready: Check, live: Check, standby: Check) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "agent-operator"
 
@@ -81,7 +78,7 @@ def _handler(ready: Check, live: Check) -> type[BaseHTTPRequestHandler]:
                 status, body = _probe(live)
                 ctype = "text/plain; charset=utf-8"
             elif path == "/readyz":
-                status, body = _probe(lambda: _standby_ready() or ready())
+                status, body = _probe(lambda: standby() or ready())
                 ctype = "text/plain; charset=utf-8"
             elif path == "/metrics":
                 body, ctype = metrics.render()
@@ -102,14 +99,17 @@ def _handler(ready: Check, live: Check) -> type[BaseHTTPRequestHandler]:
 
 
 def start_http_server(port: int, ready: Check, *, live: Check | None = None,
-                      host: str = "0.0.0.0") -> HealthServer:
+                      standby: Check | None = None, host: str = "0.0.0.0") -> HealthServer:
     """Serve ``/healthz``, ``/readyz`` and ``/metrics`` on ``host:port`` in a daemon thread.
 
     ``port=0`` binds a free port (tests); the CLI treats ``--health-port 0`` as "off" and does
     not call this.  ``ready`` decides ``/readyz``; ``live`` (default: always true) decides
-    ``/healthz``.  Returns a handle whose ``stop()`` closes the socket.
+    ``/healthz``; ``standby`` (e.g. :func:`agent_operator.ha.leader.standby_ready`) makes
+    ``/readyz`` answer ready for a leader-election standby too: a rolling update with
+    ``maxUnavailable: 0`` waits for the new (standby) pod to be ready before it stops the
+    old leader.  Returns a handle whose ``stop()`` closes the socket.
     """
-    server = ThreadingHTTPServer((host, port), _handler(ready, live or _always))
+    server = ThreadingHTTPServer((host, port), _handler(ready, live or _always, standby or _never))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="agent-operator-health", daemon=True)
     thread.start()

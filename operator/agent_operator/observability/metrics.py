@@ -57,6 +57,16 @@ LEADER = Gauge(
     f"{PREFIX}_leader", "1 while this replica holds the leader Lease (or runs without leader election), else 0.",
 )
 BUILD = Info(f"{PREFIX}_build", "Version of the running operator.")
+WATCH_EVENTS = Counter(
+    f"{PREFIX}_watch_events_total",
+    "AgentTask watch events (and initial-listing items) this replica received; every status write "
+    "echoes back as one, so writes without events mean a dead watch.",
+)
+API_ERRORS = Counter(
+    f"{PREFIX}_api_errors_total",
+    "Kubernetes API requests that failed, by HTTP method and status code (0: no answer).",
+    ["method", "code"],
+)
 
 #: every metric family name this module exports (the README reference is tested against it)
 METRICS: Final = (
@@ -69,6 +79,8 @@ METRICS: Final = (
     f"{PREFIX}_api_writes_total",
     f"{PREFIX}_leader",
     f"{PREFIX}_build_info",
+    f"{PREFIX}_watch_events_total",
+    f"{PREFIX}_api_errors_total",
 )
 
 _tasks_lock = threading.Lock()
@@ -114,6 +126,16 @@ def record_retry(agent: str, reason: str) -> None:
 def record_api_write(verb: str, resource: str) -> None:
     """Count one write to the API server, e.g. ``("patch", "agenttasks/status")`` or ``("create", "events")``."""
     API_WRITES.labels(verb, resource).inc()
+
+
+def record_watch_event() -> None:
+    """Count one AgentTask watch event (or initial-listing item) handed to the controller."""
+    WATCH_EVENTS.inc()
+
+
+def record_api_error(method: str, code: int) -> None:
+    """Count one failed API request; ``code`` is the HTTP status, 0 when the server never answered."""
+    API_ERRORS.labels(method.upper(), str(code) if 0 <= code <= 599 else "other").inc()
 
 
 def set_queue_depth(n: int) -> None:

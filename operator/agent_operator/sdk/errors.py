@@ -8,7 +8,16 @@ remote service, avoids guessing from exception types in the reconcile core.
 
 from __future__ import annotations
 
+import enum
 import time
+
+
+class ErrorKind(str, enum.Enum):
+    """The two kinds of agent failure; also the ``error_kind`` label of the agent-call metrics
+    (the operator's runner and the ``serve`` bridge report the same words)."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
 
 
 class FlyteAgentNotFound(LookupError):

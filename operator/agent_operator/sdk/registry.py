@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 #: entry-point group scanned by :func:`load_agents`
 ENTRY_POINT_GROUP = "agent_operator.agents"
 
-Agent = Union[AsyncAgentBase, SyncAgentBase]
+#: an agent instance the registry holds (not flyteidl's ``admin.Agent`` message, which is
+#: what ``agent_operator.sdk.Agent`` is, as in flytekit)
+AnyAgent = Union[AsyncAgentBase, SyncAgentBase]
+#: the old name of :data:`AnyAgent`, kept for bridges/ (imports it) until they switch
+Agent = AnyAgent
 
 
 class AgentRegistry:
@@ -37,7 +41,7 @@ class AgentRegistry:
     name as flyteidl ``admin.Agent`` messages.
     """
 
-    _REGISTRY: ClassVar[dict[TaskCategory, Agent]] = {}
+    _REGISTRY: ClassVar[dict[TaskCategory, AnyAgent]] = {}
     _METADATA: ClassVar[dict[str, agent_pb2.Agent]] = {}
     #: callables that may explain a missing category (e.g. "install the flytekit extra")
     _NOT_FOUND_HINTS: ClassVar[list[Callable[[TaskCategory], str | None]]] = []
@@ -45,7 +49,7 @@ class AgentRegistry:
     _TRANSIENT_HINTS: ClassVar[list[Callable[[TaskCategory], str | None]]] = []
 
     @staticmethod
-    def register(agent: Agent, override: bool = False) -> None:
+    def register(agent: AnyAgent, override: bool = False) -> None:
         """Register ``agent`` for its task category.
 
         A second agent for the same category is a ``ValueError`` unless ``override`` (or
@@ -91,7 +95,7 @@ class AgentRegistry:
             del AgentRegistry._METADATA[agent_name]
 
     @staticmethod
-    def unregister(task_type_name: str, task_type_version: int = 0) -> Agent | None:
+    def unregister(task_type_name: str, task_type_version: int = 0) -> AnyAgent | None:
         """Remove whatever agent serves the category; returns it (None when none did).
 
         Used when configuration hands a task type to another source (see
@@ -104,7 +108,7 @@ class AgentRegistry:
         return agent
 
     @staticmethod
-    def get_agent(task_type_name: str, task_type_version: int = 0) -> Agent:
+    def get_agent(task_type_name: str, task_type_version: int = 0) -> AnyAgent:
         """The agent serving ``task_type_name``/``task_type_version``, or FlyteAgentNotFound."""
         category = TaskCategory(name=task_type_name, version=task_type_version)
         agent = AgentRegistry._REGISTRY.get(category)
@@ -170,7 +174,7 @@ class AgentRegistry:
     get_connector_metadata = get_agent_metadata
 
     @staticmethod
-    def agents() -> list[Agent]:
+    def agents() -> list[AnyAgent]:
         """The registered agent objects, ordered by task category."""
         return [AgentRegistry._REGISTRY[c] for c in sorted(AgentRegistry._REGISTRY, key=str)]
 
@@ -197,7 +201,7 @@ class AgentRegistry:
             AgentRegistry._TRANSIENT_HINTS[:] = saved_transient
 
 
-def _resolve(obj: Any, origin: str) -> Agent:
+def _resolve(obj: Any, origin: str) -> AnyAgent:
     """Turn a loaded object (agent class or instance) into a registered agent instance."""
     if isinstance(obj, type) and issubclass(obj, AgentBase):
         for registered in AgentRegistry._REGISTRY.values():
@@ -220,7 +224,7 @@ def _resolve(obj: Any, origin: str) -> Agent:
     return obj
 
 
-def load_agent_spec(spec: str) -> Agent:
+def load_agent_spec(spec: str) -> AnyAgent:
     """Import ``module:Class`` (or ``module:instance``, dotted attributes allowed) and register it."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
@@ -244,16 +248,16 @@ def iter_entry_points(group: str = ENTRY_POINT_GROUP) -> list[metadata.EntryPoin
 
 def load_agents(
     specs: Iterable[str] = (), *, entry_points: bool = True, group: str = ENTRY_POINT_GROUP
-) -> list[Agent]:
+) -> list[AnyAgent]:
     """Load and register agents from entry points (unless disabled) and explicit specs.
 
     Returns the loaded agents in load order, without duplicates.  A broken spec or entry
     point raises :class:`AgentLoadError` naming it: an operator silently missing an agent
     would leave AgentTasks of that type failing with a confusing "not found".
     """
-    loaded: list[Agent] = []
+    loaded: list[AnyAgent] = []
 
-    def add(agent: Agent) -> None:
+    def add(agent: AnyAgent) -> None:
         if all(agent is not a for a in loaded):
             loaded.append(agent)
 

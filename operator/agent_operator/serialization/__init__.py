@@ -15,6 +15,7 @@ from agent_operator.serialization.literals import (
     literal_to_plain,
     plain_map_to_literal_map,
     plain_to_literal,
+    walk_literal,
 )
 from agent_operator.serialization.templates import load_task_spec_file, load_task_template
 
@@ -29,4 +30,5 @@ __all__ = [
     "load_task_template",
     "plain_map_to_literal_map",
     "plain_to_literal",
+    "walk_literal",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgpack
@@ -287,6 +287,20 @@ def _full(lit: Literal) -> dict[str, Any]:
     return {"literal": json_format.MessageToDict(lit)}
 
 
+def walk_literal(lit: Literal, leaf: Callable[[Literal], Any]) -> Any:
+    """``lit`` as plain data: collections become lists, maps dicts, a union its value; every
+    other literal is ``leaf(lit)``.  The renderings of a literal (status outputs here,
+    flytekit's template strings in ``agents/templating.py``) differ only in ``leaf``."""
+    kind = lit.WhichOneof("value")
+    if kind == "collection":
+        return [walk_literal(item, leaf) for item in lit.collection.literals]
+    if kind == "map":
+        return {k: walk_literal(v, leaf) for k, v in lit.map.literals.items()}
+    if kind == "scalar" and lit.scalar.WhichOneof("value") == "union":
+        return walk_literal(lit.scalar.union.value, leaf)
+    return leaf(lit)
+
+
 def literal_to_plain(lit: Literal) -> Any:
     """A JSON-compatible plain value for ``lit``.
 
@@ -295,12 +309,11 @@ def literal_to_plain(lit: Literal) -> Any:
     the object.  What has no faithful plain form (errors, offloaded literals, opaque
     binaries) is rendered as ``{"literal": <protobuf JSON of the literal>}``.
     """
-    kind = lit.WhichOneof("value")
-    if kind == "collection":
-        return [literal_to_plain(item) for item in lit.collection.literals]
-    if kind == "map":
-        return {k: literal_to_plain(v) for k, v in lit.map.literals.items()}
-    if kind != "scalar":
+    return walk_literal(lit, _plain_leaf)
+
+
+def _plain_leaf(lit: Literal) -> Any:
+    if lit.WhichOneof("value") != "scalar":
         return _full(lit)
     sc = lit.scalar
     skind = sc.WhichOneof("value")
@@ -328,8 +341,6 @@ def literal_to_plain(lit: Literal) -> Any:
         return sc.structured_dataset.uri
     if skind == "schema":
         return sc.schema.uri
-    if skind == "union":
-        return literal_to_plain(sc.union.value)
     if skind == "generic":
         return json_format.MessageToDict(sc.generic)
     if skind == "binary" and sc.binary.tag == MSGPACK_TAG:

@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import yaml
 
@@ -75,6 +75,7 @@ class ControlPlane:
         keep_workdir: bool = False,
         start_timeout: float = 120.0,
         nodes: int = 0,
+        feature_gates: Mapping[str, bool] | None = None,
     ) -> None:
         if nodes not in (0, 1):
             raise ValueError(f"nodes: {nodes!r} is not supported; use 0 (API only) or 1 (one local node)")
@@ -82,6 +83,8 @@ class ControlPlane:
         self.node: Node | None = None
         self.scheduler: subprocess.Popen[bytes] | None = None
         self._log = log
+        #: kube-apiserver ``--feature-gates`` (e.g. ``{"ShardedListAndWatch": True}``); None: the release's defaults
+        self.feature_gates = dict(feature_gates) if feature_gates else None
         self._assets = assets
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="agent-operator-cp-"))
@@ -237,6 +240,9 @@ class ControlPlane:
                 f"--kubelet-client-key={kubelet_client[1]}",
                 "--kubelet-preferred-address-types=InternalIP",
             ]
+        if self.feature_gates:
+            argv.append("--feature-gates=" + ",".join(
+                f"{k}={'true' if v else 'false'}" for k, v in sorted(self.feature_gates.items())))
         self.apiserver = processes.spawn(argv, self.logs / "kube-apiserver.log")
         self._wait_ready("kube-apiserver", self.apiserver, self._apiserver_ready)
 

@@ -95,8 +95,9 @@ class BaseSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def base_spec(dockerfile: Path = DOCKERFILE) -> BaseSpec:
+def base_spec(dockerfile: Path | None = None) -> BaseSpec:
     """Read ``ARG PYTHON_IMAGE=...python:<X.Y>-slim-<suite>`` from the Dockerfile."""
+    dockerfile = dockerfile or DOCKERFILE
     match = re.search(r"^ARG PYTHON_IMAGE=\S*python:(\d+\.\d+)-slim-([a-z]+)\s*$", dockerfile.read_text(), re.M)
     if match is None:
         raise ImageError(f"{dockerfile}: no `ARG PYTHON_IMAGE=...python:<X.Y>-slim-<debian suite>` line; "
@@ -274,6 +275,7 @@ def build_archive(tag: str = DEFAULT_TAG, log: Log = print) -> ImageArchive:
         key = build_key()
         target = archive_path(tag, key)
         if target.is_file():
+            os.utime(target)  # recently used: kept by _prune
             return ImageArchive(target, ref, "cache")
         target.parent.mkdir(parents=True, exist_ok=True)
         siblings = sorted(target.parent.glob(f"{IMAGE_NAME}-{key}-*.oci.tar"))
@@ -303,12 +305,26 @@ def build_archive(tag: str = DEFAULT_TAG, log: Log = print) -> ImageArchive:
             # the archive is the cache: keep only the base in storage (vfs copies every layer whole)
             subprocess.run([*buildah, "rmi", local], capture_output=True)
             subprocess.run([*buildah, "rmi", "--prune"], capture_output=True)
-        for old in target.parent.glob(f"{IMAGE_NAME}-*.oci.tar"):
-            if f"-{key}-" not in old.name:
-                old.unlink(missing_ok=True)
+        _prune(target.parent)
         log(f"image archive {target} ({target.stat().st_size / 1e6:.0f} MB) ready "
             f"in {time.monotonic() - started:.0f}s")
         return ImageArchive(target, ref, "built")
+
+
+#: archives of this many input sets are kept (checkouts and branches sharing one cache don't
+#: rebuild each other's), the least recently used go
+KEEP_KEYS = 4
+
+
+def _prune(directory: Path) -> None:
+    archives = sorted(directory.glob(f"{IMAGE_NAME}-*.oci.tar"), key=lambda p: p.stat().st_mtime, reverse=True)
+    keys: list[str] = []
+    for archive in archives:
+        key = archive.name.removeprefix(f"{IMAGE_NAME}-").split("-", 1)[0]
+        if key not in keys:
+            keys.append(key)
+        if keys.index(key) >= KEEP_KEYS:
+            archive.unlink(missing_ok=True)
 
 
 def image_archive(tag: str = DEFAULT_TAG, log: Log = print) -> ImageArchive:

@@ -60,6 +60,7 @@ from agent_operator.sdk import (
     invoke,
 )
 from agent_operator.sdk.errors import cause_chain
+from agent_operator.sdk.invoke import accepts_keyword
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +117,6 @@ async def _call(connector: Any, method: str, secrets: Mapping[str, Mapping[str, 
         raise TransientAgentError(f"flytekit connector {connector.name!r} {method}: {detail}") from e
     finally:
         TASK_SECRETS.reset(token)
-
-
-def _accepts(func: Any, name: str) -> bool:
-    """Whether ``func`` takes keyword ``name`` (directly or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def to_flytekit_template(template: TaskTemplate) -> FkTaskTemplate:
@@ -269,7 +261,7 @@ class FlytekitSyncAgent(_FlytekitMixin, SyncAgentBase):
         """``connector.do`` on flytekit models; Python-valued outputs typed by the template."""
         extra: dict[str, Any] = {}
         metadata = kwargs.get("task_execution_metadata")
-        if metadata is not None and _accepts(self.connector.do, "task_execution_metadata"):
+        if metadata is not None and accepts_keyword(self.connector.do, "task_execution_metadata"):
             extra["task_execution_metadata"] = to_flytekit_metadata(metadata)
         resource = await _call(
             self.connector,

@@ -177,11 +177,3 @@ class RemoteAgentClient:
         """Close the discovery channel."""
         self.channels.close_blocking()
 
-
-def client_for(deployment: Deployment) -> RemoteAgentClient:
-    """The client speaking the deployment's protocol (flyteidl, or flyteidl2 for ``protocol: flyte2``)."""
-    if deployment.protocol == "flyte2":
-        from agent_operator.bridges.remote.flyte2 import Flyte2ConnectorClient
-
-        return Flyte2ConnectorClient(deployment)
-    return RemoteAgentClient(deployment)

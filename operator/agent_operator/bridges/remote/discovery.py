@@ -24,8 +24,8 @@ from collections.abc import Iterable
 import grpc
 
 from agent_operator.bridges.remote.agents import RemoteAsyncAgent, RemoteSyncAgent
-from agent_operator.bridges.remote.client import RemoteAgentClient, client_for
-from agent_operator.bridges.remote.config import RemoteConfig
+from agent_operator.bridges.remote.client import RemoteAgentClient
+from agent_operator.bridges.remote.config import Deployment, RemoteConfig
 from agent_operator.bridges.remote.errors import RemoteAgentError
 from agent_operator.bridges.selection import REMOTE, AgentSourceSelection
 from agent_operator.sdk import AgentRegistry, FlyteAgentNotFound, TaskCategory, TransientAgentError
@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 RemoteAgent = RemoteAsyncAgent | RemoteSyncAgent
 #: refresh period (seconds) while some deployment's ListAgents fails
 RETRY_UNREACHABLE_S = 5.0
+
+
+
+def client_for(deployment: Deployment) -> RemoteAgentClient:
+    """The client speaking the deployment's protocol (flyteidl, or flyteidl2 for ``protocol: flyte2``)."""
+    if deployment.protocol == "flyte2":
+        from agent_operator.bridges.remote.flyte2 import Flyte2ConnectorClient
+
+        return Flyte2ConnectorClient(deployment)
+    return RemoteAgentClient(deployment)
 
 
 class RemoteAgentPool:

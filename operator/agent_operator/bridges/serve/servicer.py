@@ -12,7 +12,6 @@ propellers that predate ``phase`` read them too.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +33,8 @@ from agent_operator.sdk import (
     TransientAgentError,
     invoke,
 )
+from agent_operator.sdk.errors import ErrorKind
+from agent_operator.sdk.invoke import accepts_keyword
 from agent_operator.sdk.registry import Agent
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def _observe(func: Any, seconds: float, error_kind: str | None) -> None:
 async def _call(operation: str, category: TaskCategory, func: Any, **kwargs: Any) -> Any:
     """Invoke an agent method, turning its exceptions into status codes."""
     started = time.perf_counter()
-    error_kind: str | None = "permanent"
+    error_kind: str | None = ErrorKind.PERMANENT.value
     try:
         result = await invoke(func, **kwargs)
         error_kind = None
@@ -121,7 +122,7 @@ async def _call(operation: str, category: TaskCategory, func: Any, **kwargs: Any
     except _Abort:
         raise
     except TransientAgentError as e:
-        error_kind = "transient"
+        error_kind = ErrorKind.TRANSIENT.value
         raise _Abort(grpc.StatusCode.UNAVAILABLE, f"failed to {operation} {category} task (transient): {e}",
                      e.retry_after) from None
     except NotImplementedError as e:
@@ -146,15 +147,6 @@ async def _abort(context: Context, err: _Abort) -> NoReturn:
         status = status_pb2.Status(code=err.code.value[0], message=err.details, details=[detail])
         context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
     await context.abort(err.code, err.details)
-
-
-def _accepts(func: Any, name: str) -> bool:
-    """Whether ``func`` takes keyword ``name`` (or ``**kwargs``): flytekit-era ``do`` methods may not."""
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _decode(agent: AsyncAgentBase, data: bytes) -> Any:
@@ -245,7 +237,7 @@ class SyncAgentServicer(agent_pb2_grpc.SyncAgentServiceServicer):
             second = await anext(request_iterator, None)
             inputs = second.inputs if second is not None and second.HasField("inputs") else None
             kwargs: dict[str, Any] = {}
-            if header.HasField("task_execution_metadata") and _accepts(agent.do, "task_execution_metadata"):
+            if header.HasField("task_execution_metadata") and accepts_keyword(agent.do, "task_execution_metadata"):
                 kwargs["task_execution_metadata"] = header.task_execution_metadata
             resource = await _call(
                 "do", category, agent.do,

@@ -1,0 +1,1 @@
+"""The controller: the kopf adapter and the API-server backend of the reconcile core."""

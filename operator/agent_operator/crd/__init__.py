@@ -1,0 +1,1 @@
+"""The AgentTask API model: typed spec/status, CRD generation, phases and names."""

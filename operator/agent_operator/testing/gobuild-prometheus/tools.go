@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools pins the main packages this module builds, so `go mod tidy`
+// keeps their dependencies in go.sum.
+package tools
+
+import (
+	_ "github.com/prometheus/prometheus/cmd/prometheus"
+	_ "github.com/prometheus/prometheus/cmd/promtool"
+)
