@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -182,3 +184,18 @@ def generate_pki(directory: Path, extra_ips: tuple[str, ...] = ()) -> PKI:
         )
     )
     return pki
+
+
+def write_kubeconfig(path: Path, server: str, ca_cert: Path, user: dict[str, str], name: str = "agent-operator-local") -> None:
+    """Write a one-context kubeconfig file readable only by its owner (certificates or a token)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca_cert)}}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
+        "current-context": name,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.chmod(path, 0o600)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import shutil
 import ssl
 import subprocess
@@ -26,11 +25,9 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping
 
-import yaml
-
 from . import processes
 from .assets import Assets, find_assets, node_binary
-from .certs import PKI, generate_pki, issue_certificate
+from .certs import PKI, generate_pki, issue_certificate, write_kubeconfig
 from .node import Node
 
 Log = Callable[[str], None]
@@ -387,18 +384,3 @@ class ControlPlane:
         assert self.pki is not None
         write_kubeconfig(path, self.server, self.pki.ca_cert, user={"token": token})
         return path
-
-
-def write_kubeconfig(path: Path, server: str, ca_cert: Path, user: dict[str, str], name: str = "agent-operator-local") -> None:
-    """Write a one-context kubeconfig file readable only by its owner."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca_cert)}}],
-        "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
-        "current-context": name,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    os.chmod(path, 0o600)

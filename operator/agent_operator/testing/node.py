@@ -35,7 +35,7 @@ import yaml
 
 from . import processes
 from .assets import node_binary
-from .certs import PKI, issue_certificate
+from .certs import PKI, issue_certificate, write_kubeconfig
 from .images import PAUSE_IMAGE, pause_archive
 
 Log = Callable[[str], None]
@@ -349,8 +349,6 @@ class Node:
         pki_dir.mkdir(exist_ok=True)
         kubelet_cert = issue_certificate(pki, pki_dir / "kubelet-client", f"system:node:{self.name}", "system:nodes")
         proxy_cert = issue_certificate(pki, pki_dir / "kube-proxy", "system:kube-proxy")
-        from .controlplane import write_kubeconfig
-
         write_kubeconfig(self.workdir / "kubelet.kubeconfig", server, pki.ca_cert,
                          {"client-certificate": str(kubelet_cert[0]), "client-key": str(kubelet_cert[1])})
         write_kubeconfig(self.workdir / "kube-proxy.kubeconfig", server, pki.ca_cert,
