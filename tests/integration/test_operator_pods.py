@@ -210,11 +210,6 @@ def test_deleting_the_leader_pod_five_times_during_200_tasks(install: Install) -
     install.k("rollout", "status", "deployment/agent-operator", "--timeout=180s", timeout=200)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "first-contact defect found by the node (issue 13): `agent-operator run` is PID 1 in its container "
-    "and installs no SIGTERM handler until kopf starts after winning the election; PID 1 ignores signals "
-    "it does not handle, so a standby (or a just-elected leader) ignores SIGTERM and is killed only at "
-    "terminationGracePeriodSeconds (30 s), and a just-elected leader's Lease then expires 10 s later"))
 def test_a_standby_pod_handles_sigterm_as_pid_1(install: Install) -> None:
     install.k("rollout", "status", "deployment/agent-operator", "--timeout=180s", timeout=200)
     leader = install.wait_serving_leader()

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -232,6 +233,11 @@ def run_operator(args: argparse.Namespace) -> int:
             controller.run, client=client,
             namespace=args.leader_election_namespace or _home_namespace(args), name=args.leader_election_id)
 
+    # In a container this process is PID 1, and the kernel delivers to PID 1 only the signals
+    # it handles: until kopf installs its own handlers (after winning the election) SIGTERM
+    # must already stop a standby like Ctrl-C does, or the pod is killed only at its grace
+    # period (found by the real node: 40 s takeovers, docs/node.md)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
