@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from agent_operator.controller.api import new_api_client
 from agent_operator.ha import ring
 from agent_operator.ha.membership import MALFORMED_SELECTOR
 from agent_operator.ha.shards import OWNERS_ANNOTATION, SHARD_TIMING
@@ -72,9 +71,9 @@ class TableRecorder(threading.Thread):
 
     def __init__(self, kubeconfig: Path, namespace: str) -> None:
         super().__init__(daemon=True)
-        from kubernetes import client
+        from kubernetes import client, config
 
-        self.api = client.CoordinationV1Api(new_api_client(str(kubeconfig)))
+        self.api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
         self.namespace = namespace
         self.dead: dict[str, float] = {}  # member -> when it stopped driving (SIGKILL/SIGSTOP)
         self.unowned_since: dict[int, float] = {}
