@@ -65,7 +65,7 @@ node-prereqs: ## install the local node's Debian packages (containerd, runc, CNI
 	apt-get update -qq; \
 	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing
 
-# the node tests (tests/integration/test_node.py, test_operator_pods.py) run in make test
+# the node tests (tests/integration/test_node.py, test_operator_pods.py, test_helm_pods.py) run in make test
 test: node-prereqs
 
 .PHONY: test

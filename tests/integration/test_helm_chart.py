@@ -16,22 +16,13 @@ import pytest
 import yaml
 
 from deploy_support import MANIFESTS, ROOT, Kubectl, one, pick, render
+from helm_support import CHART, helm, objects_of_release
 
 from agent_operator.testing.assets import ensure_kubectl
-from agent_operator.testing.helm import ensure_helm
 
-CHART = ROOT / "charts" / "flyte-agent-operator"
 HELM_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
                "helm.sh/chart")
 Objects = dict[tuple[str, str, str], dict[str, Any]]
-
-
-def helm(*args: str, check: bool = True, kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [str(ensure_helm()), *args] + (["--kubeconfig", kubeconfig] if kubeconfig else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if check:
-        assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}"
-    return proc
 
 
 def template(*values: str, release: str = "agent-operator", namespace: str = "flyte-agent-operator",
@@ -186,16 +177,6 @@ def test_bad_values_are_refused_naming_the_field(values: tuple[str, ...], field:
 
 
 # ---------------------------------------------------------------- on the real API server
-def objects_of_release(kubectl: Kubectl, release: str, namespace: str) -> set[tuple[str, str]]:
-    selector = f"app.kubernetes.io/instance={release}"
-    found: set[tuple[str, str]] = set()
-    for kinds, scope in (("deployment,service,serviceaccount,role,rolebinding,poddisruptionbudget", ["-n", namespace]),
-                         ("clusterrole,clusterrolebinding", [])):
-        out = kubectl(*scope, "get", kinds, "-l", selector, "-o", "json").stdout
-        found |= {(o["kind"], o["metadata"]["name"]) for o in json.loads(out)["items"]}
-    return found
-
-
 @pytest.mark.cluster
 def test_install_upgrade_rollback_uninstall(kubectl: Kubectl, kubeconfig: str, namespace: str) -> None:
     release = f"fao-{uuid.uuid4().hex[:6]}"
