@@ -29,7 +29,10 @@ def replace_line(block: str, prefix: str, line: str) -> str:
 def run_block(block: str, cwd: Path, env: Mapping[str, str] | None = None,
               path_dirs: tuple[Path, ...] = (), timeout: float = 900) -> str:
     """Run ``block`` with ``bash -euo pipefail`` in ``cwd``; returns stdout, fails with stderr."""
-    environ = dict(os.environ, **(env or {}))
+    # a user types the block in a fresh shell: no make of ours around it (under `make test` a
+    # nested make would print "make[1]: Entering directory" before the block's own output)
+    environ = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    environ.update(env or {})
     environ["PATH"] = os.pathsep.join([*(str(p) for p in path_dirs), environ["PATH"]])
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=cwd, env=environ,
                           capture_output=True, text=True, timeout=timeout)
