@@ -182,8 +182,14 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
                 raise AssertionError(f"not all Succeeded: {dict(phases())}\n"
                                      + "\n".join(op.logs()[-2000:] for op in ops if op.running))
             time.sleep(2)
-        time.sleep(2 * TIMING.retry_seconds)  # a round of every replica after the last change
+        # every slot ends with a live owner: the paused replica's slots move once its member
+        # Lease was seen unchanged for a lease duration, which may be after the last task ended
+        live = {members[op] for op in (op1, op5, op6)}
+        settle = time.monotonic() + 4 * TIMING.lease_seconds
         final_owners = recorder.owners()
+        while not (final_owners and set(final_owners) <= live) and time.monotonic() < settle:
+            time.sleep(TIMING.retry_seconds)
+            final_owners = recorder.owners()
         server_side = [metric(op, "agent_operator_shard_server_side") for op in (op1, op5, op6)]
         filtered = [metric(op, "agent_operator_shard_filtered_events_total") or 0.0 for op in (op1, op5, op6)]
     finally:
@@ -222,7 +228,6 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
     # every slot ended with a live owner; how long slots went without one is a measurement
     # (the chaos table's "max recovery s"), not an assertion: it is the member Lease expiry
     # plus the claimer's rounds, which wait while it drains its own watcher, on a shared machine
-    live = {members[op] for op in (op1, op5, op6)}
     assert final_owners and set(final_owners) <= live, (final_owners, live)
     if on:
         assert server_side == [1.0, 1.0, 1.0]
