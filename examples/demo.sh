@@ -6,35 +6,15 @@
 # stops the operator and the demo webhook server on exit.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PY="${PY:-$ROOT/.venv/bin/python}"
-AGENT_OPERATOR="$(dirname "$PY")/agent-operator"
-CLUSTER_DIR="${CLUSTER_DIR:-$ROOT/.cluster}"
-KUBECONFIG_PATH="$CLUSTER_DIR/kubeconfig"
-NAMESPACE="${DEMO_NAMESPACE:-agent-operator-demo}"
-WEBHOOK_PORT="${DEMO_WEBHOOK_PORT:-18080}"
-SENSOR_DIR="${DEMO_SENSOR_DIR:-/tmp/agent-operator-demo}"
-WAIT_TIMEOUT="${DEMO_TIMEOUT:-180s}"
-LOG_DIR="$CLUSTER_DIR/demo"
-
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-
-KUBECTL="$("$PY" -m agent_operator.testing.assets kubectl)"
-k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
-
-pids=()
-cleanup() {
-  local rc=$?
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "demo failed (exit $rc); operator log: $LOG_DIR/operator.log" >&2
-    tail -n 40 "$LOG_DIR/operator.log" 2>/dev/null >&2 || true
-  fi
-  exit "$rc"
+DEMO_NAMESPACE_DEFAULT=agent-operator-demo
+DEMO_TIMEOUT_DEFAULT=180s
+DEMO_LOG_NAME=demo
+demo_failed() {
+  echo "demo failed (exit $1); operator log: $LOG_DIR/operator.log" >&2
+  tail -n 40 "$LOG_DIR/operator.log" 2>/dev/null >&2 || true
 }
-trap cleanup EXIT INT TERM
+# shellcheck source=examples/demo-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/demo-lib.sh"
 
 step "starting the local control plane (kube-apiserver, etcd, kube-controller-manager)"
 "$PY" -m agent_operator.testing.cluster --state-dir "$CLUSTER_DIR" up

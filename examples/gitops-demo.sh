@@ -8,35 +8,15 @@
 # the git server and the demo webhook server on exit.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PY="${PY:-$ROOT/.venv/bin/python}"
-AGENT_OPERATOR="$(dirname "$PY")/agent-operator"
-CLUSTER_DIR="${CLUSTER_DIR:-$ROOT/.cluster}"
-KUBECONFIG_PATH="$CLUSTER_DIR/kubeconfig"
-NAMESPACE="${DEMO_NAMESPACE:-agent-operator-gitops}"
-WEBHOOK_PORT="${DEMO_WEBHOOK_PORT:-18080}"
-SENSOR_DIR="${DEMO_SENSOR_DIR:-/tmp/agent-operator-demo}"
-WAIT_TIMEOUT="${DEMO_TIMEOUT:-300s}"
-LOG_DIR="$CLUSTER_DIR/gitops-demo"
-
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-
-KUBECTL="$("$PY" -m agent_operator.testing.assets kubectl)"
-k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
-
-pids=()
-cleanup() {
-  local rc=$?
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "gitops demo failed (exit $rc); logs in $LOG_DIR" >&2
-    tail -n 20 "$LOG_DIR"/*.log "$LOG_DIR"/flux/*.log 2>/dev/null >&2 || true
-  fi
-  exit "$rc"
+DEMO_NAMESPACE_DEFAULT=agent-operator-gitops
+DEMO_TIMEOUT_DEFAULT=300s
+DEMO_LOG_NAME=gitops-demo
+demo_failed() {
+  echo "gitops demo failed (exit $1); logs in $LOG_DIR" >&2
+  tail -n 20 "$LOG_DIR"/*.log "$LOG_DIR"/flux/*.log 2>/dev/null >&2 || true
 }
-trap cleanup EXIT INT TERM
+# shellcheck source=examples/demo-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/demo-lib.sh"
 
 step "starting the local control plane"
 "$PY" -m agent_operator.testing.cluster --state-dir "$CLUSTER_DIR" up
