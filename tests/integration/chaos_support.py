@@ -22,7 +22,7 @@ FULL = os.environ.get("AGENT_OPERATOR_CHAOS", "").lower() == "full"
 #: rows of the summary table printed at the end of the session (tests/conftest.py)
 RESULTS: list[dict[str, Any]] = []
 COLUMNS = ("scenario", "tasks", "faults", "lost", "duplicates", "orphans", "stuck finalizers",
-           "max recovery s", "re-asked creates")
+           "max recovery s", "unowned after lease expiry s", "re-asked creates")
 
 
 def record(**row: Any) -> None:
@@ -38,7 +38,7 @@ def summary_lines() -> list[str]:
     for row in RESULTS:
         cells = []
         for col in COLUMNS:
-            value = row.get(col, "")
+            value = row.get(col, "-")
             cells.append(f"{value:.1f}" if isinstance(value, float) else str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return lines

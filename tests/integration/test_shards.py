@@ -67,7 +67,10 @@ def metric(op: OperatorProcess, name: str) -> float | None:
 
 
 class TableRecorder(threading.Thread):
-    """Polls the owner table; per slot, the longest time it had no live owner."""
+    """Samples the owner table; afterwards, per slot, the longest time it had no live owner,
+    counted from the moment its owner stopped (``longest``) and from the moment the member
+    Leases of the stopped replicas had expired (``after_expiry``: before that, no replica can
+    tell a dead member from a slow one)."""
 
     def __init__(self, kubeconfig: Path, namespace: str) -> None:
         super().__init__(daemon=True)
@@ -75,10 +78,18 @@ class TableRecorder(threading.Thread):
 
         self.api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
         self.namespace = namespace
-        self.dead: dict[str, float] = {}  # member -> when it stopped driving (SIGKILL/SIGSTOP)
-        self.unowned_since: dict[int, float] = {}
-        self.longest: dict[int, float] = {}
+        self.samples: list[tuple[float, list[str]]] = []
+        self.stopped: dict[str, tuple[float, float]] = {}  # member -> (stopped, its Lease expired)
+        self.revived: dict[str, float] = {}  # member -> woke up and went on as a live member
         self.halt = threading.Event()
+
+    def mark_dead(self, member: str) -> None:
+        """``member`` stopped just now; its Lease expires a lease duration after its last
+        renewal (same machine: the renewTime's wall clock converts to this monotonic clock)."""
+        now = time.monotonic()
+        lease = self.api.read_namespaced_lease(member, self.namespace)
+        renewed = lease.spec.renew_time.timestamp()
+        self.stopped[member] = (now, now - (time.time() - renewed) + lease.spec.lease_duration_seconds)
 
     def owners(self) -> list[str]:
         lease = self.api.read_namespaced_lease(RING, self.namespace)
@@ -88,17 +99,29 @@ class TableRecorder(threading.Thread):
     def run(self) -> None:
         while not self.halt.wait(0.25):
             try:
-                owners = self.owners()
+                self.samples.append((time.monotonic(), self.owners()))
             except Exception:  # noqa: BLE001 - not created yet, or a slow answer
                 continue
-            now = time.monotonic()
+
+    def _down(self, member: str, t: float) -> bool:
+        return member in self.stopped and self.stopped[member][0] <= t < self.revived.get(member, float("inf"))
+
+    def gaps(self) -> tuple[float, float]:
+        """(longest, after_expiry) over every slot, in seconds."""
+        longest = after_expiry = 0.0
+        since: dict[int, float] = {}
+        for t, owners in self.samples:
+            # a free slot may wait for a ring owner that is itself down: count only the time
+            # after the Leases of every member down at that moment expired
+            expired = max([self.stopped[m][1] for m in self.stopped if self._down(m, t)], default=0.0)
             for slot, owner in enumerate(owners):
-                since = self.dead.get(owner, now) if owner else now
-                if not owner or owner in self.dead:
-                    start = self.unowned_since.setdefault(slot, min(since, now))
-                    self.longest[slot] = max(self.longest.get(slot, 0.0), now - start)
-                else:
-                    self.unowned_since.pop(slot, None)
+                if owner and not self._down(owner, t):
+                    since.pop(slot, None)
+                    continue
+                start = since.setdefault(slot, min(t, self.stopped[owner][0]) if owner else t)
+                longest = max(longest, t - start)
+                after_expiry = max(after_expiry, t - max(start, expired))
+        return longest, after_expiry
 
 
 def member_of(op: OperatorProcess, timeout: float = 60.0) -> str:
@@ -146,9 +169,9 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
         op2.stop()  # graceful leave: drain, release, delete the member Lease
         assert op2.proc is not None and op2.proc.returncode == 0, op2.logs()[-3000:]
         time.sleep(3)
-        recorder.dead[members[op3]] = time.monotonic()
         died_at[op3.pid or 0] = time.time()
         op3.kill()
+        recorder.mark_dead(members[op3])  # after the signal: its last renewal is final
         time.sleep(2)
         op4, op5, op6 = start("op4"), start("op5"), start("op6")  # 1 -> 4 replicas
         for op in (op4, op5, op6):
@@ -156,12 +179,13 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
         time.sleep(8)
         # op4 freezes past its lease (a paused VM), then wakes: it must not drive its stale slots
         assert op4.proc is not None
-        recorder.dead[members[op4]] = time.monotonic()
         stopped_at = time.time()
         op4.proc.send_signal(signal.SIGSTOP)
+        recorder.mark_dead(members[op4])
         time.sleep(TIMING.lease_seconds + 4)
         paused[op4.pid or 0] = (stopped_at, time.time())
         op4.proc.send_signal(signal.SIGCONT)
+        woke = time.monotonic()
         # on waking, its fence is closed (renew deadline long past); its watchdog ends the
         # process when the controller is still running by then, else it re-joins and must
         # confirm (lose) its slots first: either way the call intervals below must not overlap
@@ -170,6 +194,7 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
             died_at[op4.pid or 0] = time.time()  # a call it had in flight lasted until its exit
         except subprocess.TimeoutExpired:
             paused_exit = None
+            recorder.revived[members[op4]] = woke  # it re-joined: a live owner from then on
         assert paused_exit in (1, None), op4.logs()[-3000:]
 
         def phases() -> Counter[str]:
@@ -216,13 +241,13 @@ def test_replicas_join_leave_crash_and_pause_without_driving_a_task_twice(
         creates.setdefault(c.key.rsplit("-", 1)[0], Counter())[c.key] += 1
     duplicates = sum(max(0, len(keys) - 1) for keys in creates.values())
     concurrent = overlaps(calls)
-    longest_unowned = max(recorder.longest.values(), default=0.0)
+    longest_unowned, after_expiry = recorder.gaps()
     record(**{"scenario": f"shards 1→3→2(leave)→1(kill)→4→3(pause) gate {'on' if on else 'off'}",
               "tasks": n_tasks, "faults": "2 joins, leave, SIGKILL, 3 joins, SIGSTOP"
               + (" (watchdog exit)" if paused_exit == 1 else ""), "lost": 0,
               "duplicates": duplicates, "orphans": 0, "stuck finalizers": 0,
-              "max recovery s": longest_unowned, "re-asked creates": sum(sum(k.values()) - len(k)
-                                                                        for k in creates.values())})
+              "max recovery s": longest_unowned, "unowned after lease expiry s": after_expiry,
+              "re-asked creates": sum(sum(k.values()) - len(k) for k in creates.values())})
     assert len(creates) == len(uids)  # every task's job was created...
     assert duplicates == 0, {u: dict(k) for u, k in creates.items() if len(k) > 1}  # ...once
     assert not concurrent, concurrent[:5]

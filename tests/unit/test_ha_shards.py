@@ -10,6 +10,7 @@ from typing import Any
 
 from agent_operator.ha.leader import LeaseConflict, Timing
 from agent_operator.ha.membership import RING_LABEL, Member
+from agent_operator.ha.ring import slot_of
 from agent_operator.ha.shards import OwnerTable, ShardView, Sharder, owned, plan
 
 SLOTS = 8
@@ -97,7 +98,7 @@ class Replica:
 
     async def round(self) -> None:
         await self.sharder.round()
-        await asyncio.sleep(0)
+        await self.sharder.converged()
 
     @property
     def driving(self) -> frozenset[int]:
@@ -143,7 +144,11 @@ def test_a_join_moves_half_the_slots_only_after_the_owner_released_them() -> Non
         await b.round()  # b sees a alive owning everything: claims nothing yet
         assert b.driving == frozenset() and table(leases) == ["a"] * SLOTS
         await a.beat()
-        await a.round()  # a drains and releases b's half
+        await a.round()  # a stops driving b's half at once, but holds it in the table while it drains
+        assert table(leases) == ["a"] * SLOTS and a.driving == frozenset(range(4))
+        await b.round()
+        assert b.driving == frozenset() and table(leases) == ["a"] * SLOTS
+        await a.round()  # drained: now it is written free
         assert table(leases) == ["a"] * 4 + [""] * 4 and a.driving == frozenset(range(4))
         await b.round()
         assert table(leases) == ["a"] * 4 + ["b"] * 4 and b.driving == frozenset(range(4, 8))
@@ -252,4 +257,91 @@ def test_a_replica_cut_off_from_the_api_closes_its_fence_at_the_renew_deadline()
         clock.now += 0.2
         await a.beat()
         assert not a.views[-1].may_drive("any-uid") and a.sharder.driving == frozenset()
+    run(scenario())
+
+
+class SlowDrain(Replica):
+    """A replica whose controller takes until ``drained`` is set to stop (in-flight calls)."""
+
+    def __init__(self, leases: Leases, name: str, clock: Clock) -> None:
+        super().__init__(leases, name, clock)
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    async def work(self, view: ShardView, stop: asyncio.Event) -> None:
+        self.views.append(view)
+        await stop.wait()
+        await self.drained.wait()
+
+    async def round(self) -> None:
+        await self.sharder.round()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+def test_a_round_claims_a_dead_members_slots_while_its_own_controller_still_drains() -> None:
+    async def scenario() -> None:
+        clock, leases = Clock(), Leases()
+        # named so that the ring moves slots both ways: a gives some to c and gains some of b's
+        a, b = SlowDrain(leases, "b", clock), Replica(leases, "a", clock)
+        await settle([a, b], clock)
+        c = Replica(leases, "c", clock)
+        await settle([c], clock, 1)  # c joins: a must hand some of its slots to c...
+        a.drained.clear()  # ...and its controller takes long to drain them
+        await a.beat()
+        await a.round()
+        given_to_c = owned(tuple(table(leases)), "b") - a.sharder.driving
+        assert given_to_c and a.sharder.running is not None  # still draining, slots held
+        b_slots = owned(tuple(table(leases)), "a")
+        draining = a.sharder.running
+        # b dies (no more renewals); a keeps doing rounds while its controller drains
+        for _ in range(14):
+            clock.now += 1.0
+            await a.beat()
+            await c.beat()
+            await a.round()
+            await c.round()
+        # a claimed its share of b's slots while the same controller was still draining...
+        owners = table(leases)
+        assert "a" not in owners, owners
+        assert a.sharder.running is draining and any(owners[s] == "b" for s in b_slots), owners
+        # ...and a slot it gives away stays held in the table until then, driven by nobody
+        held = owned(tuple(owners), "b") - a.sharder.driving
+        assert held and held.isdisjoint(c.sharder.driving)
+        assert no_slot_driven_twice([a, c])
+        a.drained.set()
+        for _ in range(3):
+            clock.now += 1.0
+            for r in (a, c):
+                await r.beat()
+                await r.round()
+        await a.sharder.converged()
+        await settle([a, c], clock, 2)
+        assert set(table(leases)) == {"b", "c"} and no_slot_driven_twice([a, c])
+        assert a.driving | c.driving == frozenset(range(SLOTS))
+    run(scenario())
+
+
+def test_a_dead_members_slots_reach_a_member_that_joined_after_it_died_within_one_lease() -> None:
+    async def scenario() -> None:
+        clock, leases = Clock(), Leases()
+        a, b = Replica(leases, "a", clock), Replica(leases, "b", clock)
+        await settle([a, b], clock)
+        b_slots = owned(tuple(table(leases)), "b")
+        died = clock.now  # b stops renewing
+        c = Replica(leases, "c", clock)
+        while "b" in table(leases) or not any(table(leases)[s] == "c" for s in b_slots):
+            clock.now += 1.0
+            await a.beat()
+            await a.round()
+            if clock.now - died >= 5:  # c joins 5 s after b's last renewal
+                await c.beat()
+                await c.round()
+            # on its own, c could judge b dead only a lease duration after it joined
+            assert clock.now - died <= TIMING.lease_seconds + 2 * TIMING.retry_seconds, table(leases)
+        assert not c.sharder.member.settled("b")  # so a reaped the slots the ring gives c...
+        assert any(table(leases)[s] == "c" for s in b_slots)  # ...and c claimed those its view agrees on
+        assert no_slot_driven_twice([a, c])
+        await settle([a, c], clock, 12)  # c's own view drops b too
+        assert set(table(leases)) == {"a", "c"} and a.driving | c.driving == frozenset(range(SLOTS))
     run(scenario())

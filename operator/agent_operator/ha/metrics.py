@@ -25,7 +25,7 @@ FILTERED = Counter(
     "AgentTask watch events dropped client-side because their uid hash is outside this replica's slots.",
 )
 HANDOVERS = Counter(
-    f"{PREFIX}_handovers_total", "Slot ownership changes written by this replica, by kind (claim|release|confirm).",
+    f"{PREFIX}_handovers_total", "Slot ownership changes written by this replica, by kind (claim|release|confirm|reap).",
     ["kind"],
 )
 

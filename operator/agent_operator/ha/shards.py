@@ -108,6 +108,14 @@ class Sharder:
         self._server_side: bool | None = None
         #: what ended the controller when it stopped by itself with an error (re-raised after leaving)
         self.failure: BaseException | None = None
+        #: the converger: the one task that stops and starts the work, so that a round never
+        #: waits for a drain (it goes on claiming while the controller drains)
+        self._want = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._converger: asyncio.Task[None] | None = None
+        #: set when a controller finished draining: the next round (started at once) writes
+        #: the slots it held back free
+        self._drained = asyncio.Event()
 
     def fence_ok(self) -> bool:
         """True while the member Lease is fresh; on a lapse, drop every driven slot at once."""
@@ -168,10 +176,11 @@ class Sharder:
                 except Exception as exc:  # noqa: BLE001 - API trouble: the fence keeps us safe, retry
                     log.warning("shard round failed: %s: %s", type(exc).__name__, exc)
                 delay = self.timing.retry_seconds * (1 + random.uniform(0, ACQUIRE_JITTER))
-                try:
-                    await asyncio.wait_for(self.shutdown.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                waits = [asyncio.ensure_future(e.wait()) for e in (self.shutdown, self._drained)]
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+                self._drained.clear()
         finally:
             await self.leave()
             watchdog.done.set()
@@ -182,7 +191,8 @@ class Sharder:
             raise self.failure
 
     async def round(self) -> None:
-        """One read → observe → plan → (drain) → write → (re)start cycle."""
+        """One read → observe → plan → write cycle; the converger drains and restarts the
+        controller meanwhile, and slots it still drains are written free by a later round."""
         # kopf installs its own SIGTERM/SIGINT handlers when it starts: take them back, so a
         # signal starts our drain-and-release instead of a stop we would take for a ring change
         self.install_signals()
@@ -192,46 +202,86 @@ class Sharder:
         live = await self.member.observe()
         metrics.MEMBERS.set(len(live))
         if not self.fence_ok():
-            await self.stop_work()  # lapsed: drive nothing until a fresh write confirms our slots
+            self.converge()  # lapsed: drive nothing until a fresh write confirms our slots
             return
         lapses = self.lapses
-        p = plan(table, self.member.name, live, self.member.alive, self.driving)
+        me = self.member.name
+        p = plan(table, me, live, self.member.alive, self.driving, self.member.settled)
         if p.releases & self.driving:
             self.driving -= p.releases  # the fence closes first; then in-flight calls drain
-            await self.stop_work()
-        if p.changed:
-            if not self.fence_ok() or not await self.table.write(p.table):
+            self.converge()
+        # a released slot is written free only once no controller of ours watches it any more
+        held = p.releases & self.covering()
+        released = p.releases - held
+        if p.claims or p.confirms or p.reaps or released:
+            write = tuple(me if slot in held else owner for slot, owner in enumerate(p.table))
+            if not self.fence_ok() or not await self.table.write(write):
                 return
             if self.lapses != lapses or not self.fence_ok():
                 return  # sent before a lapse: others may have claimed since; re-read first
-            for kind, slots in (("claim", p.claims), ("release", p.releases), ("confirm", p.confirms)):
+            for kind, slots in (("claim", p.claims), ("release", released), ("confirm", p.confirms),
+                                ("reap", p.reaps)):
                 if slots:
                     metrics.HANDOVERS.labels(kind).inc(len(slots))
-                    log.info("shard %s: %s slots %s", self.member.name, kind, sorted(slots))
-            table = p.table
-        self.driving = owned(table, self.member.name)
+                    log.info("shard %s: %s slots %s", me, kind, sorted(slots))
+            table = write
+        self.driving = owned(table, me) - p.releases
         metrics.SLOTS_DRIVEN.set(len(self.driving))
         if self.running is None or self.running.view.covered != self.driving:
-            await self.stop_work()
-            if self.driving:
+            self.converge()
+
+    def covering(self) -> frozenset[int]:
+        """The slots a controller of ours still watches (running, or draining until it stopped)."""
+        return self.running.view.covered if self.running is not None else frozenset()
+
+    def converge(self) -> None:
+        """Ask the converger to bring the running controller to ``driving`` (never waits)."""
+        self._want.set()
+        self._idle.clear()
+        if self._converger is None or self._converger.done():
+            self._converger = asyncio.create_task(self._converge(), name="agent-operator-shard-converger")
+
+    async def converged(self) -> None:
+        """Wait until the running controller covers ``driving`` (or nothing runs on shutdown)."""
+        if self._converger is not None and not self._converger.done():
+            await self._idle.wait()
+
+    async def _converge(self) -> None:
+        """Stop (drain) and restart the controller until it covers exactly ``driving``; the
+        only place that does, so one process never runs two controllers over one slot."""
+        while True:
+            if not self._want.is_set():
+                self._idle.set()
+                await self._want.wait()
+            self._want.clear()
+            running = self.running
+            if running is not None and running.view.covered == self.driving and not running.task.done():
+                continue
+            if running is not None:
+                await self.stop_work()
+                self._drained.set()
+            if self.driving and not self.shutdown.is_set():
                 await self.start_work()
 
     async def start_work(self) -> None:
         """Run the controller over the driven slots (server-side selector, client-side filter)."""
-        view = ShardView(self.table.slots, self.driving, self._fenced)
         try:
-            server_side = await self.member.store.server_filters(view.selector)
+            server_side = await self.member.store.server_filters(selector(self.driving, self.table.slots))
         except Exception as exc:  # noqa: BLE001 - the client-side filter keeps it correct
             log.warning("could not probe the shard selector: %s", exc)
             server_side = False
         if server_side != self._server_side:
             if server_side:
-                log.info("the API server filters by shard (ShardedListAndWatch): watching %s", view.selector)
+                log.info("the API server filters by shard (ShardedListAndWatch): watching %s",
+                         selector(self.driving, self.table.slots))
             else:
                 log.warning("the API server does not apply the shard selector (feature gate "
                             "ShardedListAndWatch off or unsupported): filtering AgentTasks client-side")
             self._server_side = server_side
         metrics.SERVER_SIDE.set(1 if server_side else 0)
+        if not self.driving or self.shutdown.is_set():
+            return  # changed while probing: the converger goes round again
+        view = ShardView(self.table.slots, self.driving, self._fenced)
         stop = asyncio.Event()
         self.running = _Running(view, stop, asyncio.create_task(self._guarded(view, stop)), self.member.clock())
 
@@ -262,8 +312,9 @@ class Sharder:
         try:
             await running.task
         except asyncio.CancelledError:
-            if not running.task.cancelled():
-                raise
+            me = asyncio.current_task()
+            if not running.task.cancelled() or (me is not None and me.cancelling()):
+                raise  # we are cancelled ourselves, not only the work
         except Exception as exc:  # noqa: BLE001 - the work's failure is logged; the ring goes on
             log.warning("controller ended with %s: %s", type(exc).__name__, exc)
         finally:
@@ -275,6 +326,12 @@ class Sharder:
     async def leave(self) -> None:
         """Graceful leave: stop (drain), release every owned slot, then the member Lease goes."""
         self.driving = frozenset()
+        self.shutdown.set()
+        self.converge()
+        await self.converged()
+        if self._converger is not None:
+            self._converger.cancel()  # idle now: waiting for a request that will not come
+            await asyncio.gather(self._converger, return_exceptions=True)
         await self.stop_work()
         for _ in range(5):
             try:

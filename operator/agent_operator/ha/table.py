@@ -31,20 +31,27 @@ class Plan:
     claims: frozenset[int] = frozenset()
     releases: frozenset[int] = frozenset()
     confirms: frozenset[int] = frozenset()
+    #: dead members' slots written free for a ring owner too new to judge them dead
+    reaps: frozenset[int] = frozenset()
 
     @property
     def changed(self) -> bool:
         """Whether the table must be written."""
-        return bool(self.claims or self.releases or self.confirms)
+        return bool(self.claims or self.releases or self.confirms or self.reaps)
 
 
 def plan(table: tuple[str, ...], me: str, live: set[str], alive: Callable[[str], bool],
-         driving: frozenset[int]) -> Plan:
+         driving: frozenset[int], settled: Callable[[str], bool] = lambda _: True) -> Plan:
     """Release what the ring gives to others, claim what it gives us once free or dead-owned,
-    and confirm owned slots this replica does not drive yet (after a lapse or a restart)."""
+    and confirm owned slots this replica does not drive yet (after a lapse or a restart).
+
+    A dead member's slot that the ring gives to a member too new to judge it dead
+    (``settled`` false: it joined after the dead one's last renewal, and would wait a lease
+    duration of its own) is *reaped*: written free by whoever judges the owner dead first,
+    so its ring owner claims it at its next round if its own view of the ring agrees."""
     desired = assign(live | {me}, len(table))
     new = list(table)
-    claims, releases, confirms = set(), set(), set()
+    claims, releases, confirms, reaps = set(), set(), set(), set()
     for slot, owner in enumerate(table):
         if owner == me:
             if desired[slot] != me:
@@ -55,7 +62,10 @@ def plan(table: tuple[str, ...], me: str, live: set[str], alive: Callable[[str],
         elif desired[slot] == me and (not owner or not alive(owner)):
             new[slot] = me
             claims.add(slot)
-    return Plan(tuple(new), frozenset(claims), frozenset(releases), frozenset(confirms))
+        elif owner and not alive(owner) and not settled(desired[slot]):
+            new[slot] = ""
+            reaps.add(slot)
+    return Plan(tuple(new), frozenset(claims), frozenset(releases), frozenset(confirms), frozenset(reaps))
 
 
 def owned(table: tuple[str, ...], me: str) -> frozenset[int]:
