@@ -102,6 +102,13 @@ def test_namespaced_values_render_the_single_namespace_overlay() -> None:
     assert_same(chart, kustomized)
 
 
+def test_sharding_values_render_the_sharded_overlay() -> None:
+    chart = normalised(template("--set", "sharding.enabled=true", "--set", "leaderElection.enabled=false",
+                                "--set", "replicaCount=3"))
+    kustomized = normalised(without_namespace_object(kustomize(MANIFESTS / "overlays" / "sharded")))
+    assert_same(chart, kustomized)
+
+
 def test_roles_without_bindings_render_the_base() -> None:
     chart = template("--set", "rbac.bindings=false")
     args = one(chart, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -169,6 +176,8 @@ def test_service_monitor_toggle() -> None:
     (("--set", "extraArgs={oops}"), "/extraArgs/0"),
     (("--set", "replicas=3"), "replicas"),  # a typo of replicaCount: unknown keys are refused
     (("--set", "replicaCount=3", "--set", "leaderElection.enabled=false"), "leaderElection.enabled"),
+    (("--set", "sharding.enabled=true"), "leaderElection.enabled"),  # both at once
+    (("--set", "sharding.ring=Not_A_Name"), "/sharding/ring"),
     (("--set", "monitoring.enabled=false", "--set", "monitoring.serviceMonitor.enabled=true"), "monitoring.enabled"),
 ])
 def test_bad_values_are_refused_naming_the_field(values: tuple[str, ...], field: str) -> None:

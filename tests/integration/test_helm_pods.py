@@ -18,8 +18,9 @@ from typing import Iterator
 import pytest
 
 from helm_support import CHART, helm, objects_of_release
-from pods_support import Install, import_probe_image, operator_image, start_webhook_server
+from pods_support import SELECTOR, Install, import_probe_image, operator_image, start_webhook_server
 
+from agent_operator.ha.table import OWNERS_ANNOTATION
 from agent_operator.testing.images import PROBE_IMAGE
 from agent_operator.testing.podinstall import split_ref
 from agent_operator.testing.pytest_plugin import Cluster, release_leftover_agenttasks
@@ -122,6 +123,32 @@ def test_upgrade_to_a_new_image_tag_rolls_out_and_keeps_serving(release: Release
     assert release.wait_serving_leader() in {p["metadata"]["name"] for p in release.pods()}
     ledger = release.ledger()
     assert [ledger[f"/tasks/{n}"] for n in names] == [1, 1, 1]
+
+
+def test_upgrade_to_sharded_replicas_shares_the_tasks_between_both_pods(release: Release) -> None:
+    # docs/scaling.md: stop the single-active replicas first (a rolling update would run the
+    # old Lease holder beside the first sharded replica for a moment, both driving tasks)
+    release.k("scale", f"deployment/{release.name}", "--replicas=0")
+    release.k("wait", "--for=delete", "pod", "-l", SELECTOR, "--timeout=120s", timeout=180)
+    release.helm("upgrade", release.name, str(CHART), "--reuse-values", "--set", "sharding.enabled=true",
+                 "--set", "leaderElection.enabled=false")
+    release.rollout_status()
+    pods = release.pods()
+    assert len(pods) == 2 and all("--shards=auto" in p["spec"]["containers"][0]["args"] for p in pods)
+    ring = f"{release.name}-shards"
+    deadline = time.monotonic() + 120
+    owners: set[str] = set()
+    while time.monotonic() < deadline and len(owners - {""}) < 2:  # both replicas own slots
+        lease = json.loads(release.k("get", "lease", ring, "-o", "json", check=False) or "{}")
+        owners = set(json.loads(((lease.get("metadata") or {}).get("annotations") or {})
+                                .get(OWNERS_ANNOTATION, "[]")))
+        time.sleep(1)
+    assert len(owners - {""}) == 2 and "" not in owners, owners
+    names = [f"sharded-{i}" for i in range(6)]
+    release.apply_tasks(names)
+    release.wait_succeeded(names, timeout=180)
+    ledger = release.ledger()
+    assert [ledger[f"/tasks/{n}"] for n in names] == [1] * 6
 
 
 def test_uninstall_removes_the_release_and_its_pods_and_keeps_the_crd(release: Release) -> None:

@@ -24,6 +24,11 @@ app.kubernetes.io/component: operator
 {{- default (include "fao.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
+{{/* The shard ring: its owner-table Lease and the member Leases' label value. */}}
+{{- define "fao.shardRing" -}}
+{{- default (printf "%s-shards" (include "fao.fullname" .)) .Values.sharding.ring -}}
+{{- end -}}
+
 {{- define "fao.signingSecretName" -}}
 {{- default (printf "%s-signing-key" (include "fao.fullname" .)) .Values.signingSecretName -}}
 {{- end -}}
