@@ -87,7 +87,13 @@ def files(tmp_path: Path) -> dict[str, str]:
         "url": "http://127.0.0.1:9/", "method": "GET"}}, "inputs": None})))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(manifest("bad", spec={"maxAttempts": 0})))
-    return {"good": str(good), "bad": str(bad), "missing": str(tmp_path / "missing.yaml"),
+    kubeconfig = tmp_path / "kubeconfig"  # loads (nothing listens on port 9: the agents fail first)
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    return {"good": str(good), "bad": str(bad), "missing": str(tmp_path / "missing.yaml"), "kubeconfig": str(kubeconfig),
             "pb": str(ROOT / "tests" / "fixtures" / "flytekit" / "file_sensor.taskspec.pb")}
 
 
@@ -103,6 +109,11 @@ def files(tmp_path: Path) -> dict[str, str]:
     (["run-local", "--no-entry-points", "--flytekit", "off", "{bad}"], 1),
     (["run-local", "--no-entry-points", "--flytekit", "off", "{missing}"], 2),
     (["run-local", "--no-such-flag", "{good}"], 2),
+    # an agent flag naming an agent that cannot be loaded is a usage error in every command
+    (["run-local", "--agent", "no_such_module_xyz:Agent", "{good}"], 2),
+    (["agents", "--agent", "no_such_module_xyz:Agent"], 2),
+    (["serve", "--agent", "no_such_module_xyz:Agent", "--address", "127.0.0.1:0"], 2),
+    (["run", "--kubeconfig", "{kubeconfig}", "--agent", "no_such_module_xyz:Agent"], 2),
     ([], 2),
 ])
 def test_exit_codes_are_the_same_across_commands(files: dict[str, str], argv: list[str], code: int) -> None:

@@ -61,8 +61,8 @@ def test_json_output_includes_agents_given_with_agent_flag(capsys: pytest.Captur
     ]
 
 
-def test_broken_agent_spec_exits_1_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["agents", "--agent", "no_such_module_xyz:Agent"]) == 1
+def test_broken_agent_spec_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agents", "--agent", "no_such_module_xyz:Agent"]) == 2
     err = capsys.readouterr().err
     assert "agent spec 'no_such_module_xyz:Agent'" in err and "cannot import module" in err
 

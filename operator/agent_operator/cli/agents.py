@@ -64,12 +64,12 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load agents and print them; exit 1 naming the broken spec when one fails to load."""
+    """Load agents and print them; exit 2 (usage) naming the broken spec when one fails to load."""
     try:
         agent_sources.load(args)
     except (AgentLoadError, ValueError) as e:
         print(f"agent-operator {getattr(args, 'command', None) or 'connectors'}: {e}", file=sys.stderr)
-        return 1
+        return 2
     try:
         rows = describe()
     finally:

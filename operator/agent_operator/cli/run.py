@@ -179,9 +179,9 @@ def run_operator(args: argparse.Namespace) -> int:
     except config.ConfigError as e:  # credentials that cannot be used: one line, usage error
         print(f"agent-operator run: cannot load Kubernetes credentials: {e}".splitlines()[0], file=sys.stderr)
         return 2
-    except (AgentLoadError, ValueError) as e:
+    except (AgentLoadError, ValueError) as e:  # a flag naming an agent that cannot be loaded: usage
         print(f"agent-operator run: {e}", file=sys.stderr)
-        return 1
+        return 2
     log.info("agents: %s", ", ".join(f"{a.task_category}={a.name}" for a in AgentRegistry.agents()) or "none")
     options = ControllerOptions(
         namespaces=tuple(args.namespace),

@@ -121,13 +121,14 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load agents, serve until signalled; exit 1 naming the problem when agents or TLS fail to load."""
+    """Load agents, serve until signalled; exit 2 (usage) when an agent flag names an agent that
+    cannot be loaded, 1 when serving fails (address in use, TLS files that do not load)."""
     _configure_logging(args.log_format)
     try:
         agent_sources.load(args)
     except (AgentLoadError, ValueError) as e:
         print(f"agent-operator serve: {e}", file=sys.stderr)
-        return 1
+        return 2
     try:
         asyncio.run(serve(args))
     except (OSError, ValueError, ImportError) as e:
