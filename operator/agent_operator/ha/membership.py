@@ -127,7 +127,11 @@ def member_name(ring: str) -> str:
 @dataclass
 class _Seen:
     spec: dict[str, Any]
+    #: when this spec was first listed
     at: float
+    #: when this member was first listed (a member known for less than a lease duration
+    #: cannot have judged anyone dead yet either)
+    first: float
 
 
 class Member:
@@ -140,9 +144,6 @@ class Member:
         self.clock = clock
         self._lease: dict[str, Any] | None = None
         self._seen: dict[str, _Seen] = {}
-        #: when this observer first listed each member (a member it has known for less than
-        #: a lease duration cannot have judged anyone dead yet either)
-        self._first_seen: dict[str, float] = {}
         self._absent_since: dict[str, float] = {}
         #: monotonic time the last successful renewal was *sent*
         self.last_renew = float("-inf")
@@ -201,14 +202,11 @@ class Member:
             name = str((lease.get("metadata") or {}).get("name") or "")
             spec = dict(lease.get("spec") or {})
             present.add(name)
-            self._first_seen.setdefault(name, now)
             seen = self._seen.get(name)
             if seen is None or seen.spec != spec:
-                self._seen[name] = _Seen(spec, now)
+                self._seen[name] = _Seen(spec, now, seen.first if seen is not None else now)
         for name in set(self._seen) - present:
             del self._seen[name]
-        for name in set(self._first_seen) - present:
-            del self._first_seen[name]
         for name in present:
             self._absent_since.pop(name, None)
         return {name for name in present if self.alive(name)}
@@ -219,8 +217,8 @@ class Member:
         renewal needs a lease duration of its own watching before it can claim that one's slots."""
         if name == self.name:
             return True
-        first = self._first_seen.get(name)
-        return first is not None and self.clock() - first >= self.timing.lease_seconds
+        seen = self._seen.get(name)
+        return seen is not None and self.clock() - seen.first >= self.timing.lease_seconds
 
     def alive(self, name: str) -> bool:
         """Whether ``name`` may still be driving work, as observed here (conservative)."""

@@ -329,10 +329,9 @@ class Sharder:
         self.shutdown.set()
         self.converge()
         await self.converged()
-        if self._converger is not None:
-            self._converger.cancel()  # idle now: waiting for a request that will not come
+        if self._converger is not None:  # it stopped the work; idle now, waiting for nothing
+            self._converger.cancel()
             await asyncio.gather(self._converger, return_exceptions=True)
-        await self.stop_work()
         for _ in range(5):
             try:
                 table = await self.table.read()
