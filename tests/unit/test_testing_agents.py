@@ -100,3 +100,27 @@ def test_manifest_helper_builds_agenttask() -> None:
     m = agent_task_manifest("x", task_template("test-async"), namespace="ns", maxAttempts=2)
     assert m["kind"] == "AgentTask" and m["spec"]["maxAttempts"] == 2
     assert m["spec"]["taskTemplate"]["type"] == "test-async"
+
+
+def test_a_new_ledger_opened_by_several_threads_at_once_loses_no_call(tmp_path: Path) -> None:
+    """Switching a new file to WAL takes a lock sqlite's busy timeout does not wait for; four
+    threads recording their first call at once failed with "database is locked" in about one
+    round in ten before the set-up retried (run-local runs its tasks concurrently)."""
+    import threading
+
+    for round_ in range(60):
+        ledger = Ledger(tmp_path / f"ledger-{round_}.sqlite")
+        errors: list[BaseException] = []
+
+        def record(i: int, ledger: Ledger = ledger, errors: list[BaseException] = errors) -> None:
+            try:
+                ledger.append("t", "do", f"k{i}", 1, {})
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=record, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and ledger.count("do") == 4, errors

@@ -48,6 +48,24 @@ class Call:
     detail: dict[str, Any]
 
 
+def _set_up(conn: sqlite3.Connection) -> None:
+    """WAL mode and the table. Switching a new file to WAL takes an exclusive lock that
+    sqlite's busy timeout does not wait for: callers that open the ledger at the same moment
+    (run-local's concurrent tasks on their first call) retry instead of failing with
+    "database is locked"."""
+    deadline = time.monotonic() + 60.0
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Ledger:
     """The sqlite call ledger; safe across threads and processes (WAL, one connection per use)."""
 
@@ -65,9 +83,7 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            _set_up(conn)
             yield conn
         finally:
             conn.close()
