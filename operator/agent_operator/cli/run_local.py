@@ -67,8 +67,6 @@ class PrintingBackend:
     def __init__(self, out: TextIO, verbose: bool) -> None:
         self.out = out
         self.verbose = verbose
-        #: the newest version of each object (by uid), also when an advance was cancelled
-        self.latest: dict[str, Any] = {}
 
     def _say(self, view: Any, text: str) -> None:
         if self.verbose:
@@ -81,7 +79,6 @@ class PrintingBackend:
         if change.create_pending is not None:
             ann[names.ANNOTATION_CREATE_PENDING] = str(change.create_pending)
         view = dataclasses.replace(view, metadata=dataclasses.replace(meta, finalizers=fin, annotations=ann))
-        self.latest[view.uid] = view
         return view
 
     async def write_status(self, view: Any, status: Any) -> Any:
@@ -95,7 +92,6 @@ class PrintingBackend:
         if status.custom_info != old.custom_info and status.custom_info:
             self._say(view, f"custom info: {json.dumps(status.custom_info, sort_keys=True)}")
         view = dataclasses.replace(view, status=status)
-        self.latest[view.uid] = view
         return view
 
     async def release(self, view: Any) -> None:
@@ -211,21 +207,22 @@ async def _drive(doc: Mapping[str, Any], args: argparse.Namespace, backend: Prin
         await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if not step.done():
-            step.cancel()
-            await asyncio.gather(step, return_exceptions=True)
-            view = backend.latest.get(view.uid, view)
+            # let the agent call in flight return (bounded by --call-timeout/--do-timeout; a
+            # second Ctrl-C exits at once): a create cancelled here would leave a job that the
+            # deletion below cannot know about
+            backend._say(view, "interrupted: waiting for the agent call in flight")
+            await asyncio.wait({step})
+        outcome = step.result()
+        view = outcome.view
+        if interrupted.is_set() and not view.deleting:
+            pass
+        elif outcome.action is None:
+            return view.status.to_dict()
         else:
-            outcome = step.result()
-            view = outcome.view
-            if interrupted.is_set() and not view.deleting:
+            try:
+                await asyncio.wait_for(interrupted.wait(), timeout=max(outcome.action.delay, 0.0))
+            except asyncio.TimeoutError:
                 pass
-            elif outcome.action is None:
-                return view.status.to_dict()
-            else:
-                try:
-                    await asyncio.wait_for(interrupted.wait(), timeout=max(outcome.action.delay, 0.0))
-                except asyncio.TimeoutError:
-                    pass
         if interrupted.is_set() and not view.deleting:
             backend._say(view, "interrupted: deleting (the agent's delete unless finished or Orphan)")
             view = dataclasses.replace(view, metadata=dataclasses.replace(
