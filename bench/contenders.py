@@ -1,12 +1,14 @@
-"""The three contenders, each as the command line of a separate process.
+"""The contenders, each as the command line of a separate process.
 
 * ``operator``: ``agent-operator run`` (the command line ``testing.operator_proc`` builds,
   so the benchmark runs the operator exactly as the tests and users do), with the bench
   agents loaded by ``--agent``.
 * ``naive-kopf``: ``kopf run --standalone`` over ``bench/baselines/naive_kopf.py``.
 * ``ceiling``: ``python -m bench.baselines.ceiling``.
+* ``kopf-floor``: ``python -m bench.baselines.kopf_floor``: the ceiling's work with its watch
+  fed through the operator's kopf registry and settings (what kopf alone costs).
 
-All three watch one namespace and use the same agent concurrency.  ``BENCH_OPERATOR_MAIN=script.py``
+All watch one namespace and use the same agent concurrency.  ``BENCH_OPERATOR_MAIN=script.py``
 runs the operator through a script (which must end by calling ``agent_operator.cli.main.main``)
 for before/after measurements of a candidate fix without touching the operator's code.
 """
@@ -23,7 +25,10 @@ from .harness import ContenderProcess, python
 OPERATOR = "operator"
 NAIVE = "naive-kopf"
 CEILING = "ceiling"
-ALL = (OPERATOR, NAIVE, CEILING)
+FLOOR = "kopf-floor"
+ALL = (OPERATOR, NAIVE, CEILING, FLOOR)
+#: the scenarios the kopf floor runs in (it answers "how much of the CPU per task is kopf's")
+FLOOR_SCENARIOS = frozenset({"burst", "steady"})
 AGENT_SPECS = ("bench.agents:InstantAgent", "bench.agents:LatencyAgent")
 BASELINES = Path(__file__).resolve().parent / "baselines"
 
@@ -43,8 +48,9 @@ def argv(contender: str, kubeconfig: Path, namespace: str, concurrency: int,
     if contender == NAIVE:
         return [python(), "-m", "kopf", "run", "--standalone", "--namespace", namespace,
                 str(BASELINES / "naive_kopf.py")]
-    if contender == CEILING:
-        return [python(), "-m", "bench.baselines.ceiling", "--namespace", namespace,
+    if contender in (CEILING, FLOOR):
+        module = "bench.baselines.ceiling" if contender == CEILING else "bench.baselines.kopf_floor"
+        return [python(), "-m", module, "--namespace", namespace,
                 "--concurrency", str(concurrency), "--kubeconfig", str(kubeconfig)]
     raise ValueError(f"unknown contender {contender!r} (one of {', '.join(ALL)})")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .contenders import CEILING, NAIVE, OPERATOR
+from .contenders import CEILING, FLOOR, NAIVE, OPERATOR
 
-COLORS = {OPERATOR: "tab:blue", NAIVE: "tab:red", CEILING: "tab:gray"}
+COLORS = {OPERATOR: "tab:blue", NAIVE: "tab:red", CEILING: "tab:gray", FLOOR: "tab:green"}
 
 #: issue 16's targets, each a ratio or a count within one run
 TARGETS = (
@@ -86,6 +86,35 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def floor(results: dict[str, Any]) -> dict[str, float | None]:
+    """The kopf floor against the ceiling: the least a kopf-based contender reaches here."""
+    burst = results.get("burst", {})
+    largest = burst[max(burst, key=int)] if burst else {}
+    steady = results.get("steady", {})
+    cpu = steady.get(FLOOR, {}).get("cpu_ms_per_task")
+    return {
+        "steady_cpu_ms_per_task": cpu,
+        "steady_cpu_vs_ceiling": _ratio(cpu, steady.get(CEILING, {}).get("cpu_ms_per_task")),
+        "operator_cpu_vs_floor": _ratio(steady.get(OPERATOR, {}).get("cpu_ms_per_task"), cpu),
+        "burst_vs_ceiling": _ratio(largest.get(FLOOR, {}).get("tasks_per_second"),
+                                   largest.get(CEILING, {}).get("tasks_per_second")),
+        "operator_burst_vs_floor": _ratio(largest.get(OPERATOR, {}).get("tasks_per_second"),
+                                          largest.get(FLOOR, {}).get("tasks_per_second")),
+    }
+
+
+def floor_lines(results: dict[str, Any]) -> list[str]:
+    """What kopf alone costs, under the targets (empty when the floor did not run)."""
+    f = floor(results)
+    if f["steady_cpu_vs_ceiling"] is None and f["burst_vs_ceiling"] is None:
+        return []
+    return ["", f"**kopf floor** (the ceiling's work with its watch fed through the operator's kopf registry and "
+            f"settings): steady CPU {_fmt(f['steady_cpu_ms_per_task'], 1)} ms/task = "
+            f"{_fmt(f['steady_cpu_vs_ceiling'])}x the ceiling's (operator: {_fmt(f['operator_cpu_vs_floor'])}x the "
+            f"floor's); largest burst {_fmt(f['burst_vs_ceiling'])}x the ceiling's throughput (operator: "
+            f"{_fmt(f['operator_burst_vs_floor'])}x the floor's). A kopf-based contender starts from these."]
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The human-readable report (also pasted into the README)."""
     meta = results.get("meta", {})
@@ -102,6 +131,7 @@ def markdown(results: dict[str, Any]) -> str:
     for t in targets(results):
         met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} | {t['goal']} | {t['value'] or '–'} | {met} |")
+    lines += floor_lines(results)
     burst = results.get("burst", {})
     if burst:
         lines += ["", "**Burst** (instant agent, N tasks exist before the contender starts; tasks/s from its "

@@ -153,7 +153,7 @@ def kubeconfig_problem(path: str) -> str | None:
 GC_THRESHOLD = (10_000, 20, 50)
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Freeze what start-up allocated (modules, agents, the CRD schema: never garbage) out of
     the collector's sight, and collect the young generation every 10,000 allocations instead
     of 700. Every watch event allocates a few hundred short-lived objects that reference
@@ -215,7 +215,7 @@ def run_operator(args: argparse.Namespace) -> int:
         api_timeout=args.api_timeout,
         events=args.events,
     )
-    _tune_gc()
+    tune_gc()
     log.info("API server %s (%s)", cluster.server, cluster.source)
     # one pooled connection per agent call in flight (a smaller pool was the bench's apply->create bottleneck)
     client = KubeClient(cluster, pool_size=max(args.max_concurrency, 16), timeout=args.api_timeout)
