@@ -165,8 +165,8 @@ class AgentTaskStatus:
         "looked at yet).",
         default=None, minimum=0, default_=0)
     conditions: tuple[Condition, ...] = api_field(
-        "conditions", "Ready, Reconciling, Stalled and Succeeded (kstatus conventions; a failed "
-        "task is Stalled=True so that GitOps tools fail fast).",
+        "conditions", "Ready and Succeeded, plus Reconciling and Stalled while true (kstatus "
+        "conventions; a failed task is Stalled=True so that GitOps tools fail fast).",
         default=(), maxItems=MAX_CONDITIONS,
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"])
 
