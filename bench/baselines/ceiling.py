@@ -83,13 +83,18 @@ class Ceiling:
                     self.admit(event["object"])
 
 
-async def main(argv: list[str] | None = None) -> None:
-    """Parse flags and run until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_flags(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """The flags every plain-asyncio contender takes (this one and the kopf floor)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str] | None = None) -> None:
+    """Parse flags and run until SIGTERM/SIGINT."""
+    args = parse_flags(argv, __doc__.splitlines()[0])
     kube = Kube(args.kubeconfig, limit=args.concurrency + 4)
     ceiling = Ceiling(kube, args.namespace, args.concurrency)
     loop = asyncio.get_running_loop()

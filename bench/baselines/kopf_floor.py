@@ -15,26 +15,20 @@ from this floor to the operator is ours.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import signal
 from typing import Any
 
 from agent_operator.cli.run import tune_gc
 from agent_operator.controller import config, kopf_adapter
 from agent_operator.controller.client import KubeClient
-from bench.baselines.ceiling import Ceiling
+from bench.baselines.ceiling import Ceiling, parse_flags
 from bench.kube import Kube
 
 
 async def main(argv: list[str] | None = None) -> None:
     """Parse flags and run until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-    args = parser.parse_args(argv)
+    args = parse_flags(argv, __doc__.splitlines()[0])
     kube = Kube(args.kubeconfig, limit=args.concurrency + 4)
     ceiling = Ceiling(kube, args.namespace, args.concurrency)
     login = KubeClient(config.load(args.kubeconfig), pool_size=2)
