@@ -10,8 +10,8 @@ derived from the same field declarations, so they cannot disagree.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import enum
+import functools
 import re
 import types
 import typing
@@ -79,6 +79,11 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+@functools.lru_cache(maxsize=None)  # dump asks for every value of every status write (bench: 0.7%)
+def _model_type(tp: type) -> bool:
+    return _is_model(tp)
+
+
 def type_schema(tp: Any) -> dict[str, Any]:
     """The OpenAPI v3 (structural) schema of a Python type used in the model."""
     tp, _ = _strip_optional(tp)
@@ -139,7 +144,7 @@ def dump(value: Any) -> Any:
     An empty mapping is kept: ``outputs: {}`` (a task without outputs) is not ``outputs``
     unset, and :func:`load` reads it back as ``{}``, so ``load(dump(x)) == x``.
     """
-    if _is_model(type(value)):
+    if _model_type(type(value)):
         out: dict[str, Any] = {}
         for key, f, *_ in _table(type(value))[0]:
             v = getattr(value, f.name)
