@@ -10,8 +10,8 @@ derived from the same field declarations, so they cannot disagree.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
+import enum
 import re
 import types
 import typing
@@ -79,9 +79,15 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-@functools.lru_cache(maxsize=None)  # dump asks for every value of every status write (bench: 0.7%)
+_MODEL_TYPES: dict[type, bool] = {}
+
+
 def _model_type(tp: type) -> bool:
-    return _is_model(tp)
+    """``_is_model`` remembered per type: dump asks for every value of every status write (bench: 0.7%)."""
+    known = _MODEL_TYPES.get(tp)
+    if known is None:
+        known = _MODEL_TYPES[tp] = _is_model(tp)
+    return known
 
 
 def type_schema(tp: Any) -> dict[str, Any]:
