@@ -127,8 +127,11 @@ async def call_agent(view: AgentTask, ctx: Context, action: Action, secrets: Map
         return Answer(error=e)
     bound = limits.do_timeout if action.kind == ActionKind.DO else limits.call_timeout
     try:
-        return Answer(value=await asyncio.wait_for(_contained(coro), timeout=bound))
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: the call runs in this task instead of a new one per
+        # call (wait_for wraps every awaitable in a task; one per poll of every task)
+        async with asyncio.timeout(bound):
+            return Answer(value=await _contained(coro))
+    except TimeoutError:
         return Answer(timed_out=True)
     except asyncio.CancelledError:
         raise

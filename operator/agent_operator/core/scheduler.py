@@ -108,8 +108,9 @@ class PollScheduler(Generic[K]):
                     timeout = max(self._heap[0][0] - self._clock(), 0.0)
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(timeout):  # no task per wake-up (wait_for makes one)
+                        await self._wake.wait()
+                except TimeoutError:
                     pass
         finally:
             for task in list(self._tasks):
