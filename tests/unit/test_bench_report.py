@@ -56,3 +56,15 @@ def test_targets_are_ratios_within_the_run() -> None:
     assert cpu["value"] == "2.25x" and cpu["met"] is False
     assert by_name["burst throughput vs naive kopf (largest burst)"]["met"] is False
     assert by_name["RSS with 10,000 in-flight tasks"]["met"] is None  # not measured in this run
+
+
+def test_the_readme_table_is_the_one_its_results_files_make() -> None:
+    from bench import readme
+
+    text = readme.README.read_text()
+    files = readme.named_files(text)
+    assert files and all(f.is_file() for f in files), f"README's benchmark table names missing files: {files}"
+    shown = readme.BLOCK.search(text)
+    assert shown is not None
+    assert shown.group(0) == readme.block(files), "README's table differs: run python -m bench.readme " + " ".join(
+        str(f.relative_to(readme.ROOT)) for f in files)
