@@ -59,6 +59,11 @@ def table(results: dict[str, Any]) -> str:
             c: (_cell(steady[c]["writes"]["object_writes_per_task"]) + " + "
                 + _cell(steady[c]["writes"]["event_writes_per_task"])) if "writes" in steady.get(c, {}) else "–"
             for c, _ in COLUMNS}))
+    idle = results.get("idle", {})
+    if idle:
+        rows.append((f"{max(int(r.get('tasks', 0)) for r in idle.values()):,} tasks in flight, unchanged: "
+                     "API-server CPU, share of a core", {
+                         c: _cell(idle.get(c, {}).get("apiserver_cpu_share"), "{:.3f}") for c, _ in COLUMNS}))
     realistic = results.get("realistic", {})
     for size in sorted(realistic, key=int):
         rows.append((f"{int(size):,} tasks running 60 s: API-server CPU s per task-hour", {
