@@ -45,6 +45,35 @@ def _check(value: float | None, ok: bool, shown: str) -> tuple[float | None, str
     return value, (shown if value is not None else None), value is not None and ok
 
 
+#: the API server's own idle load moves by about this much (share of a core) between two
+#: quiet windows; a contender adding less than this is counted as adding this much
+API_BACKGROUND_NOISE = 0.01
+
+
+def idle_api_ratio(idle: dict[str, Any]) -> tuple[float | None, str]:
+    """naive kopf's API-server CPU over the operator's while tasks run unchanged.
+
+    Each run records the API server's share in a quiet window just before the contender
+    starts (``apiserver_cpu_share_before``); what a contender *adds* is its window's share
+    minus that.  The operator adds nothing measurable (its share equals the API server's
+    background), so the ratio is taken against :data:`API_BACKGROUND_NOISE` at least: a lower
+    bound.  Results without the quiet window (before 2026-11-30) compare the raw shares.
+    """
+    naive, ours = idle.get(NAIVE, {}), idle.get(OPERATOR, {})
+    n_share, o_share = naive.get("apiserver_cpu_share"), ours.get("apiserver_cpu_share")
+    if n_share is None or o_share is None:
+        return None, ""
+    if naive.get("apiserver_cpu_share_before") is None or ours.get("apiserver_cpu_share_before") is None:
+        raw = _ratio(n_share, o_share)
+        return raw, f"{raw or 0:.1f}x"
+    n_added = n_share - naive["apiserver_cpu_share_before"]
+    o_added = o_share - ours["apiserver_cpu_share_before"]
+    ratio = n_added / max(o_added, API_BACKGROUND_NOISE)
+    bound = ">= " if o_added < API_BACKGROUND_NOISE else ""
+    return ratio, (f"{bound}{ratio:.1f}x (added to the API server's own load: naive kopf {n_added:.3f}, "
+                   f"operator {o_added:.3f} of a core)")
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with the measured value and whether it is met (None: not measured)."""
     out: list[dict[str, Any]] = []
@@ -62,7 +91,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     events = mine.get("writes", {}).get("event_writes_per_task")
     idle = results.get("idle", {})
     idle_writes = idle.get(OPERATOR, {}).get("object_writes_per_second")
-    idle_api = _ratio(idle.get(NAIVE, {}).get("apiserver_cpu_share"), idle.get(OPERATOR, {}).get("apiserver_cpu_share"))
+    idle_api, idle_shown = idle_api_ratio(idle)
     scale = results.get("scale", {}).get(OPERATOR, {})
     rss = scale.get("rss_mb")
     where = ""
@@ -79,7 +108,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         _check(writes, writes is not None and writes <= 3, _fmt(writes)),
         _check(idle_writes, idle_writes == 0, _fmt(idle_writes, 3)),
         _check(rss, rss is not None and rss <= 300, f"{rss} MB{where}"),
-        _check(idle_api, idle_api is not None and idle_api >= 20, f"{idle_api or 0:.1f}x"),
+        _check(idle_api, idle_api is not None and idle_api >= 20, idle_shown),
     )
     for (name, goal), (raw, shown, met) in zip(TARGETS, values):
         out.append({"target": name, "goal": goal, "value": shown, "met": None if raw is None else bool(met)})

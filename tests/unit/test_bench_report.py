@@ -68,3 +68,17 @@ def test_the_readme_table_is_the_one_its_results_files_make() -> None:
     assert shown is not None
     assert shown.group(0) == readme.block(files), "README's table differs: run python -m bench.readme " + " ".join(
         str(f.relative_to(readme.ROOT)) for f in files)
+
+
+def test_idle_api_ratio_counts_what_each_contender_adds_to_the_api_servers_own_load() -> None:
+    idle = {contenders.NAIVE: {"apiserver_cpu_share": 0.42, "apiserver_cpu_share_before": 0.02},
+            contenders.OPERATOR: {"apiserver_cpu_share": 0.025, "apiserver_cpu_share_before": 0.025}}
+    ratio, shown = report.idle_api_ratio(idle)
+    assert ratio is not None and abs(ratio - 0.4 / report.API_BACKGROUND_NOISE) < 1e-9
+    assert shown.startswith(">= 40.0x")
+    idle[contenders.OPERATOR] = {"apiserver_cpu_share": 0.045, "apiserver_cpu_share_before": 0.025}
+    ratio, shown = report.idle_api_ratio(idle)
+    assert ratio is not None and abs(ratio - 20.0) < 1e-9 and shown.startswith("20.0x")
+    # results from before the quiet window was recorded: the raw shares
+    assert report.idle_api_ratio({contenders.NAIVE: {"apiserver_cpu_share": 0.4},
+                                  contenders.OPERATOR: {"apiserver_cpu_share": 0.02}})[0] == 0.4 / 0.02
