@@ -26,15 +26,21 @@ COLUMNS = ((OPERATOR, "operator"), (NAIVE, "naive kopf"), (FLOOR, "kopf floor"),
 
 
 def merged(files: list[Path]) -> dict[str, Any]:
-    """One results dict: burst sizes from every file, other scenarios from the first that has them."""
+    """One results dict: burst sizes from every file, in-flight memory from the largest
+    scale run, other scenarios from the first file that has them."""
     out: dict[str, Any] = {"burst": {}}
     for path in files:
         results = json.loads(path.read_text())
         for size, row in results.get("burst", {}).items():
             out["burst"].setdefault(size, row)
-        for key in ("steady", "idle", "scale", "realistic"):
+        for key in ("steady", "idle", "realistic"):
             if results.get(key) and key not in out:
                 out[key] = results[key]
+        scale = results.get("scale") or {}
+        if scale:  # the largest number of tasks in flight wins (quick runs scale down to 2,000)
+            largest = max(int(r.get("tasks", 0)) for r in scale.values())
+            if largest > max((int(r.get("tasks", 0)) for r in out.get("scale", {}).values()), default=0):
+                out["scale"] = {c: r for c, r in scale.items() if int(r.get("tasks", 0)) == largest}
     return out
 
 
