@@ -1,0 +1,23 @@
+"""docs/benchmarks.md shows ``python -m bench.api_cost``: it runs against its own real control
+plane and reports every status shape (the figures themselves are by hand: CPU per update on
+a shared machine is not something a test can assert)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_api_cost_reports_the_api_server_cpu_per_update_of_every_status_shape() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.api_cost", "--tasks", "20", "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) == {"minimal", "succeeded", "succeeded+false"}
+    for shape in result.values():
+        assert len(shape["ms_per_update"]) == 1 and shape["mean"] > 0
+    assert "bytes of status" in proc.stdout
