@@ -112,44 +112,6 @@ def test_event_modes_decide_what_is_posted(mode: str, posted: list[str]) -> None
     assert sent == posted
 
 
-def test_events_are_posted_in_order_by_a_few_workers_and_a_full_queue_drops_new_ones(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncio
-
-    from agent_operator.controller import events
-    from agent_operator.crd.resource import load_stored_agent_task
-
-    posted: list[str] = []
-    busy = {"now": 0, "most": 0}
-
-    class Slow:
-        async def create_event(self, involved: dict[str, object], type_: str, reason: str, message: str) -> None:
-            busy["now"] += 1
-            busy["most"] = max(busy["most"], busy["now"])
-            await asyncio.sleep(0.01)
-            posted.append(str(involved["metadata"]["name"]))  # type: ignore[index]
-            busy["now"] -= 1
-
-    async def play(limit: int, n: int) -> tuple[EventRecorder, int]:
-        monkeypatch.setattr(events, "QUEUE_LIMIT", limit)
-        recorder = EventRecorder(Slow(), ObjectCache(), "all")
-        for i in range(n):  # record() never waits: the workers start only after the loop
-            await recorder.record(load_stored_agent_task(_body(1) | {"metadata": {
-                "namespace": "ns", "name": f"t{i:02d}", "uid": f"u{i}", "resourceVersion": "1"}}),
-                EventRecord("Normal", "Succeeded", "m", final=True))
-        queued = recorder.pending
-        await recorder.drain(timeout=10)
-        return recorder, queued
-
-    recorder, queued = asyncio.run(play(1000, 30))
-    assert queued == 30 and recorder.pending == 0 and recorder.dropped == 0
-    assert sorted(posted) == [f"t{i:02d}" for i in range(30)] and busy["most"] == events.WORKERS
-    assert posted[:events.WORKERS] == [f"t{i:02d}" for i in range(events.WORKERS)]  # taken in order
-    posted.clear()
-    recorder, queued = asyncio.run(play(5, 12))
-    assert queued == 5 and recorder.dropped == 7 and len(posted) == 5
-
-
 def test_event_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="events mode 'some'"):
         EventRecorder(None, ObjectCache(), "some")  # type: ignore[arg-type]

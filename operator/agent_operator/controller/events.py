@@ -9,11 +9,7 @@ write budget allows and what ``kubectl get events`` readers scan for.  ``all`` p
 phase or reason transition.  Every transition is logged either way.
 
 Posting happens in the background: an Event never holds a task's scheduler slot (bench
-profile: the Event post was 7% of the operator's CPU, all of it inside a reconcile).  As
-client-go's event broadcaster does, Events wait in one queue that a few workers post in
-order, so in a burst they never take the connections and API-server time the status writes
-need (a task per Event once put a thousand Event posts in front of them); a queue full
-beyond :data:`QUEUE_LIMIT` drops new Events with a warning, as client-go does.
+profile: the Event post was 7% of the operator's CPU, all of it inside a reconcile).
 """
 
 from __future__ import annotations
@@ -33,11 +29,6 @@ log = logging.getLogger(__name__)
 EVENT_MODES = ("warnings", "all")
 #: Normal Events posted in every mode: they tell what the conditions cannot
 NOTEWORTHY = frozenset({str(Reason.CREATE_RESUMED), str(Reason.ORPHANED)})
-#: Events posted at the same time (client-go: one); the API client's pool has more connections
-WORKERS = 4
-#: Events waiting to be posted before new ones are dropped (client-go: 1,000 per broadcaster)
-QUEUE_LIMIT = 10_000
-_Post = tuple[dict[str, object], str, str, str]
 
 
 class EventSink(Protocol):
@@ -57,10 +48,7 @@ class EventRecorder:
         self.cache = cache
         self.mode = mode
         self._last: dict[Key, tuple[str, str]] = {}
-        self._queue: asyncio.Queue[_Post] | None = None
-        self._workers: list[asyncio.Task[None]] = []
-        self.dropped = 0
-        self._unposted = 0
+        self._posting: set[asyncio.Task[None]] = set()
 
     def forget(self, key: Key) -> None:
         """The object is gone: drop what was remembered about it."""
@@ -81,49 +69,20 @@ class EventRecorder:
         if not self.wanted(event):
             return
         body = self.cache.get(key) or {"metadata": {"namespace": view.namespace, "name": view.name, "uid": view.uid}}
-        queue = self._started()
-        try:
-            queue.put_nowait((dict(body), event.type, event.reason, event.message))
-            self._unposted += 1
-        except asyncio.QueueFull:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("%d Events dropped so far: %d are waiting to be posted (the API server is slow to "
-                            "take them); %s: %s not posted", self.dropped, queue.qsize(), view.key, event.reason)
-
-    def _started(self) -> asyncio.Queue[_Post]:
-        """The queue, with its workers running (made on first use: they belong to the running loop)."""
-        if self._queue is None:
-            self._queue = asyncio.Queue(QUEUE_LIMIT)
-            loop = asyncio.get_running_loop()
-            self._workers = [loop.create_task(self._post(self._queue)) for _ in range(WORKERS)]
-        return self._queue
-
-    async def _post(self, queue: asyncio.Queue[_Post]) -> None:
-        while True:
-            involved, type_, reason, message = await queue.get()
-            try:
-                await self.sink.create_event(involved, type_, reason, message)
-            except Exception:  # noqa: BLE001 - a worker must outlive any one Event
-                log.exception("posting Event %s failed", reason)
-            finally:
-                self._unposted -= 1
-                queue.task_done()
+        task = asyncio.get_running_loop().create_task(
+            self.sink.create_event(dict(body), event.type, event.reason, event.message))
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
 
     @property
     def pending(self) -> int:
-        """Events waiting or being posted now."""
-        return self._unposted
+        """Events being posted now."""
+        return len(self._posting)
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait for the Events queued (up to ``timeout`` s; the rest are dropped), then stop the workers."""
-        if self._queue is not None:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._queue.join()
-            except TimeoutError:
-                log.warning("%d Events not posted before stopping", self.pending)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers, self._queue, self._unposted = [], None, 0
+        """Wait for the Events being posted (up to ``timeout`` s; the rest are cancelled)."""
+        if not self._posting:
+            return
+        _, late = await asyncio.wait(set(self._posting), timeout=timeout)
+        for task in late:
+            task.cancel()
