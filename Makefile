@@ -108,7 +108,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	@touch $@
 
 .PHONY: bench
-bench: controlplane $(VENV)/.bench-installed ## benchmarks against baselines (about 10 minutes)
+bench: controlplane $(VENV)/.bench-installed ## benchmarks against baselines (about 20 minutes)
 	$(PY) -m bench.run --quick
 
 .PHONY: bench-full

@@ -3,7 +3,7 @@
 Starts a local control plane, installs the AgentTask CRD, runs every scenario against every
 contender (the operator, the naive kopf baseline, the ceiling) and writes
 ``bench/results/<date>.json``, ``.md`` and ``.png``.  ``--quick`` scales the largest counts
-down to stay within about 10 minutes on a 2-core machine and says so in its output.
+down to stay within about 20 minutes on a 2-core machine and says so in its output.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from .kube import Kube
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-#: scenario sizes per mode; quick scales down what would not fit in ~10 minutes
+#: scenario sizes per mode; quick scales down what would not fit in ~20 minutes
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"burst": [100, 1000], "burst_repeats": 1, "steady_rate": 50.0, "steady_seconds": 60.0,
+    "quick": {"burst": [100, 1000], "burst_repeats": 3, "steady_rate": 50.0, "steady_seconds": 60.0,
               "idle_tasks": 200, "idle_poll": "5s", "idle_window": 15.0,
               "scale_tasks": 2000, "scale_poll": "60s", "scale_window": 20.0, "scale_restart": False,
               "realistic": [1000], "realistic_run": 60.0, "realistic_poll": "5s", "realistic_ramp": 60.0},
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line flags (every size can be overridden)."""
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about 10 minutes (default)")
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about 20 minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 10,000-task scenarios")
     p.add_argument("--contenders", default=",".join(contenders.ALL), help="comma-separated subset")
     p.add_argument("--scenarios", default="parse,burst,steady,idle,scale,realistic", help="comma-separated subset "
