@@ -27,8 +27,6 @@ NAIVE = "naive-kopf"
 CEILING = "ceiling"
 FLOOR = "kopf-floor"
 ALL = (OPERATOR, NAIVE, CEILING, FLOOR)
-#: the scenarios the kopf floor runs in (it answers "how much of the CPU per task is kopf's")
-FLOOR_SCENARIOS = frozenset({"burst", "steady"})
 AGENT_SPECS = ("bench.agents:InstantAgent", "bench.agents:LatencyAgent")
 BASELINES = Path(__file__).resolve().parent / "baselines"
 

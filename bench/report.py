@@ -41,6 +41,12 @@ def _cell(text: str) -> str:
     return text.splitlines()[0][:160].replace("|", "/") if text else ""
 
 
+def _largest_burst(results: dict[str, Any]) -> dict[str, Any]:
+    """The rows of the largest burst size in ``results`` (per contender)."""
+    burst = results.get("burst", {})
+    return burst[max(burst, key=int)] if burst else {}
+
+
 def _check(value: float | None, ok: bool, shown: str) -> tuple[float | None, str | None, bool]:
     return value, (shown if value is not None else None), value is not None and ok
 
@@ -77,8 +83,7 @@ def idle_api_ratio(idle: dict[str, Any]) -> tuple[float | None, str]:
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with the measured value and whether it is met (None: not measured)."""
     out: list[dict[str, Any]] = []
-    burst = results.get("burst", {})
-    largest = burst[max(burst, key=int)] if burst else {}
+    largest = _largest_burst(results)
     ours = largest.get(OPERATOR, {}).get("tasks_per_second")
     vs_naive = _ratio(ours, largest.get(NAIVE, {}).get("tasks_per_second"))
     vs_ceiling = _ratio(ours, largest.get(CEILING, {}).get("tasks_per_second"))
@@ -117,8 +122,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def floor(results: dict[str, Any]) -> dict[str, float | None]:
     """The kopf floor against the ceiling: the least a kopf-based contender reaches here."""
-    burst = results.get("burst", {})
-    largest = burst[max(burst, key=int)] if burst else {}
+    largest = _largest_burst(results)
     steady = results.get("steady", {})
     cpu = steady.get(FLOOR, {}).get("cpu_ms_per_task")
     return {
