@@ -28,6 +28,25 @@ def test_signed_resource_meta_round_trips_and_rejects_edits_and_copies() -> None
         Signer(b"1" * 32).verify(signed, uid="u1", attempt=1)
 
 
+def test_a_remembered_verification_never_lets_an_edit_or_copy_through() -> None:
+    s = Signer(b"0" * 32)
+    signed = s.sign(b'{"job":"a"}', uid="u1", attempt=1)
+    for _ in range(2):  # the second round is answered from what the signer remembers
+        assert s.verify(signed, uid="u1", attempt=1) == b'{"job":"a"}'
+        with pytest.raises(TamperedResourceMeta):
+            s.verify(signed[:-2] + "xx", uid="u1", attempt=1)
+        with pytest.raises(TamperedResourceMeta):
+            s.verify(signed, uid="u1", attempt=2)
+        with pytest.raises(TamperedResourceMeta):
+            s.verify(signed, uid="u2", attempt=1)
+    other = s.sign(b'{"job":"b"}', uid="u1", attempt=2)  # a new attempt replaces what is remembered
+    assert s.verify(other, uid="u1", attempt=2) == b'{"job":"b"}'
+    with pytest.raises(TamperedResourceMeta):
+        s.verify(signed, uid="u1", attempt=2)
+    s.forget("u1")
+    assert s.verify(other, uid="u1", attempt=2) == b'{"job":"b"}'
+
+
 def test_messages_are_scrubbed_before_they_are_bounded() -> None:
     secret = "s3cr3t-token-value"
     text = "x" * (MAX_MESSAGE_BYTES - 5) + secret
@@ -82,6 +101,34 @@ def test_scheduler_runs_due_keys_once_each_with_bounded_concurrency() -> None:
     asyncio.run(main())
     assert sorted(seen) == ["k0", "k1", "k2", "k3", "k4"] and peak <= 2
     assert seen[0] == "k0"
+
+
+def test_scheduler_dispatches_keys_due_close_together_in_one_wake_up() -> None:
+    rounds = 0
+    seen: list[str] = []
+
+    class Counting(PollScheduler[str]):
+        def _dispatch_due(self) -> None:
+            nonlocal rounds
+            before = self.busy
+            super()._dispatch_due()
+            rounds += self.busy > before
+
+    async def main() -> None:
+        async def handler(key: str) -> None:
+            seen.append(key)
+
+        sched = Counting(handler, resolution=0.05)
+        runner = asyncio.create_task(sched.run())
+        for i in range(5):
+            sched.schedule(f"k{i}", 0.002 * (i + 1))  # five timers 2 ms apart
+        await until(lambda: len(seen) == 5 and idle(sched))
+        sched.schedule("now", 0.0)  # no delay: not held for the resolution
+        await until(lambda: len(seen) == 6)
+        runner.cancel()
+
+    asyncio.run(main())
+    assert rounds == 2 and seen[-1] == "now"
 
 
 def test_scheduler_reruns_a_key_scheduled_while_running() -> None:

@@ -74,13 +74,18 @@ class ContextFactory:
                 self._prepared[task.uid] = entry
         return entry
 
-    def __call__(self, task: AgentTask, last_call: float | None = None) -> Context:
-        """The context to decide about ``task`` in."""
+    def __call__(self, task: AgentTask, last_call: float | None = None, *, first_seen: float | None = None,
+                 secret_values: tuple[str, ...] = ()) -> Context:
+        """The context to decide about ``task`` in (``last_call``, ``first_seen`` and
+        ``secret_values``: what the driver knows of it, see :class:`Context`)."""
         entry = self.prepared(task)
         if isinstance(entry, PrepareFailure):
-            return Context(signer=self.signer, failure=entry, settings=self.settings, last_call=last_call)
-        return Context(signer=self.signer, prepared=entry, settings=self.settings, last_call=last_call)
+            return Context(signer=self.signer, failure=entry, settings=self.settings, last_call=last_call,
+                           first_seen=first_seen, secret_values=secret_values)
+        return Context(signer=self.signer, prepared=entry, settings=self.settings, last_call=last_call,
+                       first_seen=first_seen, secret_values=secret_values)
 
     def forget(self, uid: str) -> None:
         """Drop what is kept about the object with ``uid`` (deleted)."""
         self._prepared.pop(uid, None)
+        self.signer.forget(uid)

@@ -81,6 +81,14 @@ class Outcome:
 Observer = Callable[[str, str, float, "str | None"], None]
 
 
+class ContextMaker(Protocol):
+    """Builds an object's :class:`Context` (:class:`~agent_operator.core.context.ContextFactory`)."""
+
+    def __call__(self, task: AgentTask, last_call: float | None = None, *, first_seen: float | None = None,
+                 secret_values: tuple[str, ...] = ()) -> Context:
+        """The context to decide about ``task`` in."""
+
+
 class AgentExited(RuntimeError):
     """An agent call raised SystemExit or KeyboardInterrupt: an agent error, not our exit."""
 
@@ -157,7 +165,7 @@ def secret_text(secrets: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str,
 
 async def advance(
     view: AgentTask,
-    make_context: Callable[[AgentTask, float | None], Context],
+    make_context: ContextMaker,
     backend: Backend,
     progress: Progress,
     *,
@@ -184,8 +192,7 @@ async def advance(
         progress.first_seen = clock()
 
     def context() -> Context:
-        ctx = dataclasses.replace(make_context(local, progress.last_call), first_seen=progress.first_seen)
-        return dataclasses.replace(ctx, secret_values=ctx.secret_values + secret_values) if secret_values else ctx
+        return make_context(local, progress.last_call, first_seen=progress.first_seen, secret_values=secret_values)
 
     ctx = context()
     decision: Decision = decide(local, ctx, clock())
@@ -232,8 +239,10 @@ async def advance(
                 continue
         started = clock()
         executor = executor_for(ctx) if executor_for is not None else None
-        call = asyncio.ensure_future(call_agent(local, ctx, action, values, limits, executor))
         if action.kind == ActionKind.DO and local.status.phase != Phase.RUNNING:
+            # a sync do that takes a while gets a Running status meanwhile: the call runs
+            # in a task of its own so that the status can be written while it runs
+            call = asyncio.ensure_future(call_agent(local, ctx, action, values, limits, executor))
             done, _ = await asyncio.wait({call}, timeout=limits.do_progress_after)
             if not done:
                 interim = sync_running(local, ctx, clock())
@@ -242,11 +251,14 @@ async def advance(
                     await flush()
                     for event in interim.events:
                         await backend.emit(local, event)
-        try:
-            answer = await call
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
+            try:
+                answer = await call
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+        else:
+            # every other call (each poll's get among them) in this task: no task per call
+            answer = await call_agent(local, ctx, action, values, limits, executor)
         progress.last_call = started
         kind = _error_kind(answer)
         observe((ctx.prepared.info.name or "") if ctx.prepared else "", action.kind.value, clock() - started, kind)

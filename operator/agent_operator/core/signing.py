@@ -16,6 +16,8 @@ import secrets as _secrets
 
 VERSION = "v1"
 KEY_BYTES = 32
+#: verified values remembered (one per object); past this many the memory starts over
+MAX_REMEMBERED = 1 << 17
 
 
 class TamperedResourceMeta(ValueError):
@@ -36,12 +38,19 @@ def _unb64(text: str) -> bytes:
 
 
 class Signer:
-    """Signs and verifies resourceMeta with one key."""
+    """Signs and verifies resourceMeta with one key.
+
+    A running task's ``resourceMeta`` is verified before every poll (twice: deciding, then
+    decoding for the call) while it rarely changes, so the last value verified for each
+    object is remembered: the same string, uid and attempt verify to the same bytes.  A
+    value that fails is never remembered; :meth:`forget` drops an object that is gone.
+    """
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("signing key must be at least 16 bytes")
         self._key = bytes(key)
+        self._verified: dict[str, tuple[str, int, bytes]] = {}
 
     def _mac(self, uid: str, attempt: int, payload: str) -> str:
         msg = f"{VERSION}\n{uid}\n{attempt}\n{payload}".encode()
@@ -54,6 +63,20 @@ class Signer:
 
     def verify(self, signed: str, *, uid: str, attempt: int) -> bytes:
         """The metadata bytes, or TamperedResourceMeta naming what is wrong."""
+        known = self._verified.get(uid)
+        if known is not None and known[1] == attempt and known[0] == signed:
+            return known[2]
+        data = self._check(signed, uid=uid, attempt=attempt)
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[uid] = (signed, attempt, data)
+        return data
+
+    def forget(self, uid: str) -> None:
+        """Drop what is remembered about the object with ``uid`` (deleted or forgotten)."""
+        self._verified.pop(uid, None)
+
+    def _check(self, signed: str, *, uid: str, attempt: int) -> bytes:
         parts = signed.split(".") if isinstance(signed, str) else []
         if len(parts) != 4 or parts[0] != VERSION:
             raise TamperedResourceMeta("status.resourceMeta is not a value this operator wrote (bad format)")
