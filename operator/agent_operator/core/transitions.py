@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -33,9 +34,9 @@ __all__ = ["Context", "Settings", "backoff", "fail", "finish", "make_status", "p
 
 
 def jitter(ctx: Context, task: AgentTask, base: float) -> float:
-    """Deterministic jitter per object and call, so re-deciding gives the same delay."""
-    seed = f"{task.uid}/{ctx.last_call}".encode()
-    frac = int.from_bytes(hashlib.sha256(seed).digest()[:4], "big") / 2**32
+    """Deterministic jitter per object and call, so re-deciding gives the same delay (CRC-32
+    of uid and call time: evenly spread, and a tenth of a SHA-256 on a path every poll takes)."""
+    frac = zlib.crc32(f"{task.uid}/{ctx.last_call}".encode()) / 2**32
     return base * ctx.settings.jitter * frac
 
 

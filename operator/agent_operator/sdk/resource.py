@@ -13,7 +13,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, Union
+from typing import Any, NamedTuple, TypeVar, Union
 
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, types_pb2
@@ -102,30 +102,48 @@ class ResourceMeta:
         return value
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+class _Plan(NamedTuple):
+    """How to rebuild one dataclass: its fields' type hints and the names ``__init__`` takes."""
+
+    hints: dict[str, Any]
+    names: frozenset[str]
 
 
-def _type_hints(cls: type) -> dict[str, Any]:
-    """``typing.get_type_hints`` of a dataclass, once: it re-evaluates every annotation, and
-    ``decode`` runs on every poll of every task (about 4% of the operator's CPU uncached)."""
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
+#: per class: its plan, or None for a class that is not a dataclass (taken as is)
+_PLANS: dict[type, _Plan | None] = {}
+#: JSON gives these as they are (a float field may come back as an int: converted below)
+_AS_IS: frozenset[Any] = frozenset({str, int, bool, Any, object})
+
+
+def _plan(cls: type) -> _Plan | None:
+    """The plan of ``cls``, worked out once: ``typing.get_type_hints`` re-evaluates every
+    annotation and ``decode`` runs on every poll of every task."""
+    try:
+        return _PLANS[cls]
+    except KeyError:
+        pass
+    plan = None
+    if dataclasses.is_dataclass(cls):
+        plan = _Plan(typing.get_type_hints(cls), frozenset(f.name for f in dataclasses.fields(cls) if f.init))
+    _PLANS[cls] = plan
+    return plan
 
 
 def _from_plain(tp: Any, raw: Any, where: str) -> Any:
     """Convert decoded JSON back into ``tp``, recursing into dataclasses and containers."""
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+    if isinstance(tp, type):
+        if tp in _AS_IS:
+            return raw
+        plan = _plan(tp)
+        if plan is None:
+            return float(raw) if tp is float and isinstance(raw, int) and not isinstance(raw, bool) else raw
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: expected an object for {tp.__name__}, got {type(raw).__name__}")
-        hints = _type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
-        unknown = sorted(set(raw) - set(fields))
+        unknown = raw.keys() - plan.names
         if unknown:
-            raise ValueError(f"{where}: unknown field(s) {unknown} for {tp.__name__}")
-        kwargs = {k: _from_plain(hints.get(k, Any), v, f"{where}.{k}") for k, v in raw.items()}
-        return tp(**kwargs)
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)} for {tp.__name__}")
+        hints = plan.hints
+        return tp(**{k: _from_plain(hints.get(k, Any), v, f"{where}.{k}") for k, v in raw.items()})
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (Union, types.UnionType):
