@@ -131,6 +131,25 @@ def test_scheduler_dispatches_keys_due_close_together_in_one_wake_up() -> None:
     assert rounds == 2 and seen[-1] == "now"
 
 
+def test_a_key_due_now_is_not_held_behind_an_entry_waiting_for_the_timer_resolution() -> None:
+    seen: list[str] = []
+
+    async def main() -> None:
+        async def handler(key: str) -> None:
+            seen.append(key)
+
+        sched: PollScheduler[str] = PollScheduler(handler, resolution=60.0)
+        runner = asyncio.create_task(sched.run())
+        sched.schedule("poll", 0.001)  # the scheduler now waits for the resolution (60 s)
+        await asyncio.sleep(0.05)      # "poll" is overdue and heads the heap
+        sched.schedule("new", 0.0)     # e.g. a new object: must run now, not in a minute
+        await until(lambda: "new" in seen, timeout=10.0)
+        runner.cancel()
+
+    asyncio.run(main())
+    assert sorted(seen) == ["new", "poll"]
+
+
 def test_scheduler_reruns_a_key_scheduled_while_running() -> None:
     runs = 0
 

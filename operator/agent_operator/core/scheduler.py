@@ -59,7 +59,8 @@ class PollScheduler(Generic[K]):
     # ------------------------------------------------------------------ API
     def schedule(self, key: K, delay: float = 0.0, group: str | None = None, *, earliest: bool = False) -> None:
         """Run ``key`` after ``delay`` seconds (replacing its entry; ``earliest``: only move it sooner)."""
-        due = self._clock() + max(delay, 0.0)
+        now = self._clock()
+        due = now + max(delay, 0.0)
         if group is not None:
             self._group[key] = group
         if key in self._running:
@@ -74,7 +75,8 @@ class PollScheduler(Generic[K]):
         self._seq += 1
         self._entry[key] = (due, self._seq)
         heapq.heappush(self._heap, (due, self._seq, key))
-        if self._heap[0][2] == key:
+        if due <= now or self._heap[0][2] == key:
+            # due now: wake even when the head is an older entry the timer resolution holds
             self._wake.set()
 
     def cancel(self, key: K) -> None:
