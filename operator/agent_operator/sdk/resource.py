@@ -165,8 +165,6 @@ def _from_plain(tp: Any, raw: Any, where: str) -> Any:
         return tuple(_from_plain(a, v, where) for a, v in zip(args, raw))
     if origin in (dict, typing.Dict) and len(args) == 2 and isinstance(raw, dict):
         return {k: _from_plain(args[1], v, f"{where}.{k}") for k, v in raw.items()}
-    if tp is float and isinstance(raw, int) and not isinstance(raw, bool):
-        return float(raw)
     return raw
 
 
