@@ -87,7 +87,10 @@ def test_client_certificates_from_kubeconfig_and_typed_errors(kubeconfig: str, n
             assert invalid.value.causes and invalid.value.causes[0]["field"] == "metadata.name"
             with pytest.raises(errors.Invalid):  # a JSON patch whose test op fails
                 await client.json_patch(f"{cm}/one", [{"op": "test", "path": "/data/k", "value": "nope"}])
-            assert (await client.get(f"{cm}/one"))["data"] == {"k": "x"}
+            stored = await client.get(f"{cm}/one")
+            assert stored["data"] == {"k": "x"}
+            # the API server names writers after their User-Agent: ours, not aiohttp's "Python"
+            assert {m["manager"] for m in stored["metadata"]["managedFields"]} == {"agent-operator"}
 
     asyncio.run(scenario())
 

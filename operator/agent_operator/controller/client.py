@@ -21,10 +21,14 @@ from typing import Any
 
 import aiohttp
 
+from agent_operator import __version__
 from agent_operator.controller import hooks
 from agent_operator.controller.config import ClusterConfig
 from agent_operator.controller.errors import ApiError, Unauthorized, Unreachable, error_for
 
+#: the API server names a writer in ``metadata.managedFields`` (and audit logs) after the
+#: part of its User-Agent before the first ``/``: ``agent-operator``, not ``Python`` (aiohttp's)
+USER_AGENT = f"agent-operator/{__version__}"
 #: seconds between credential refreshes (client-go re-reads the service-account token every minute)
 AUTH_REFRESH = 60.0
 MERGE_PATCH = "application/merge-patch+json"
@@ -51,7 +55,7 @@ class KubeClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.pool_size, ssl=self._ssl if self._ssl is not None else False)
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=json.dumps,
+                connector=connector, json_serialize=json.dumps, headers={"User-Agent": USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=self.timeout, connect=min(10.0, self.timeout)))
         return self._session
 
