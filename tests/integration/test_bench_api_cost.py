@@ -21,3 +21,13 @@ def test_api_cost_reports_the_api_server_cpu_per_update_of_every_status_shape() 
     for shape in result.values():
         assert len(shape["ms_per_update"]) == 1 and shape["mean"] > 0
     assert "bytes of status" in proc.stdout
+
+
+def test_api_cost_lifecycles_replays_every_write_sequence() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.api_cost", "--lifecycles", "--block", "5", "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"kopf floor", "operator", "operator without the Event", "operator, instant task (burst)"} <= set(result)
+    for sequence in result.values():
+        assert len(sequence["apiserver_ms"]) == 1 and sequence["apiserver_median"] > 0
