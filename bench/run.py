@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kubeconfig", help="use this running cluster instead of starting a control plane")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--tag", default="", help="suffix of the result file names")
+    p.add_argument("--keep-namespaces", action="store_true",
+                   help="leave each run's namespace and objects (default: deleted once measured, so the next "
+                        "run starts from the same API-server state)")
     args = p.parse_args(argv)
     args.mode = args.mode or "quick"
     sizes = dict(MODES[args.mode])
@@ -120,7 +123,8 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
     async with Kube(kubeconfig, limit=120) as kube:
         ctx = scenarios.Ctx(kube, kubeconfig, workdir, args.concurrency, args.operator_arg,
                             log=lambda m: print(m, flush=True), apiserver_pid=apiserver_pid,
-                            profile=tuple(c for c in args.profile.split(",") if c))
+                            profile=tuple(c for c in args.profile.split(",") if c),
+                            keep_namespaces=args.keep_namespaces)
         if "burst" in what:
             for n in sizes["burst"]:
                 repeats = sizes["burst_repeats"] if n == max(sizes["burst"]) else 1
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "revision": git_revision(), "python": platform.python_version(), "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg(), "concurrency": args.concurrency, "sizes": args.sizes,
         "scaled_down": scaled_down_notes(args.sizes), "workdir": str(workdir),
+        # each run's namespace is deleted once measured (results before 2026-12-01 kept them all)
+        "namespaces_removed": not args.keep_namespaces,
     }
     for note in meta["scaled_down"]:
         print(f"NOTE: {note}", flush=True)
