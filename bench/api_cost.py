@@ -59,7 +59,7 @@ def _condition(type_: str, status: str, message: str = "done") -> dict[str, Any]
 def shapes() -> dict[str, dict[str, Any]]:
     """The status shapes compared."""
     meta = "v1.1." + "x" * 120
-    succeeded = {
+    succeeded: dict[str, Any] = {
         "phase": "Succeeded", "reason": "Succeeded", "message": "done", "resourceMeta": meta, "attempt": 1,
         "agent": {"name": "Bench Instant Agent", "sync": False, "taskType": "bench-instant", "taskTypeVersion": 0},
         "startTime": NOW, "completionTime": NOW, "observedGeneration": 1,
@@ -113,7 +113,9 @@ async def measure(kubeconfig: Path, apiserver_pid: int, tasks: int, rounds: int)
 # ---------------------------------------------------------------------------------- lifecycles
 START, END = 1_796_076_841.0, 1_796_076_843.0
 META = "v1.1." + "x" * 150 + ".signature-of-43-characters-xxxxxxxxxxxxxxx"
-Write = tuple[str, str, Any]  # (method, "" | "status" | "event", body)
+#: (target, body): "guarded" (the object, a merge patch carrying the stored resourceVersion),
+#: "object", "status" (merge patches) or "event" (a function of the object's body, POSTed)
+Write = tuple[str, Any]
 
 
 def operator_writes(*, event: bool = True, conditions: bool = True, agent: bool = True,
@@ -146,23 +148,23 @@ def operator_writes(*, event: bool = True, conditions: bool = True, agent: bool 
                                completion_time=format_time(END), conditions=AgentTaskStatus.from_dict(running_dict).conditions)
     done_dict = with_conditions(done, AgentTaskStatus.from_dict(running_dict), END)
     writes: list[Write] = [
-        ("PATCH", "", {"metadata": {"finalizers": ["flyteagents.dev/agent-cleanup"],
-                                    "annotations": {"flyteagents.dev/create-pending": "1"}}}),
-        ("PATCH", "status", {"status": running_dict}),
-        ("PATCH", "status", {"status": status_write(running_dict, done_dict)}),
+        ("guarded", {"metadata": {"finalizers": ["flyteagents.dev/agent-cleanup"],
+                                  "annotations": {"flyteagents.dev/create-pending": "1"}}}),
+        ("status", {"status": running_dict}),
+        ("status", {"status": status_write(running_dict, done_dict)}),
     ]
     if instant:
-        writes[1:] = [("PATCH", "status", {"status": with_conditions(done, AgentTaskStatus(), END)})]
+        writes[1:] = [("status", {"status": with_conditions(done, AgentTaskStatus(), END)})]
     if event:
-        writes.append(("POST", "event", lambda body: event_body(body, "Normal", "Succeeded", "done", now=END)))
+        writes.append(("event", lambda body: event_body(body, "Normal", "Succeeded", "done", now=END)))
     return writes
 
 
 def floor_writes() -> list[Write]:
     """The ceiling's (and kopf floor's) writes for the same task."""
-    return [("PATCH", "", {"metadata": {"finalizers": ["flyteagents.dev/agent-cleanup"]}}),
-            ("PATCH", "status", {"status": {"phase": "Running", "resourceMeta": META}}),
-            ("PATCH", "status", {"status": {"phase": "Succeeded", "message": "done"}})]
+    return [("object", {"metadata": {"finalizers": ["flyteagents.dev/agent-cleanup"]}}),
+            ("status", {"status": {"phase": "Running", "resourceMeta": META}}),
+            ("status", {"status": {"phase": "Succeeded", "message": "done"}})]
 
 
 def sequences() -> dict[str, list[Write]]:
@@ -181,14 +183,14 @@ def sequences() -> dict[str, list[Write]]:
 async def _replay(kube: Kube, ns: str, created: dict[str, Any], writes: list[Write]) -> None:
     name = created["metadata"]["name"]
     body = created
-    for method, target, payload in writes:
+    for target, payload in writes:
         if target == "event":
             await kube.request("POST", f"/api/v1/namespaces/{ns}/events", payload(body))
-        elif target == "" and "finalizers" in payload["metadata"] and "annotations" in payload["metadata"]:
+        elif target == "guarded":
             guarded = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"], **payload["metadata"]}}
             body = await kube.merge_patch(tasks_path(ns, name), guarded)
         else:
-            body = await kube.merge_patch(tasks_path(ns, name, target or None), payload)
+            body = await kube.merge_patch(tasks_path(ns, name, "status" if target == "status" else None), payload)
 
 
 async def _drain(kube: Kube, ns: str) -> None:
