@@ -42,6 +42,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent_operator.controller.api import event_body
+from agent_operator.controller.backend import status_write
+from agent_operator.core import conditions as conds
+from agent_operator.core.clock import format_time
+from agent_operator.crd.phases import Phase
+from agent_operator.crd.status import AgentInfo, AgentTaskStatus
 from agent_operator.testing.controlplane import ControlPlane
 
 from .harness import install_crd
@@ -123,13 +129,6 @@ def operator_writes(*, event: bool = True, conditions: bool = True, agent: bool 
     """The operator's writes for one async task that runs and succeeds, built by its own code
     (status model, conditions, the status difference it sends, its Event body); ``instant``:
     a task already done at its first ``get`` (the burst's), whose one status write is terminal."""
-    from agent_operator.controller.api import event_body
-    from agent_operator.controller.backend import status_write
-    from agent_operator.core import conditions as conds
-    from agent_operator.core.clock import format_time
-    from agent_operator.crd.phases import Phase
-    from agent_operator.crd.status import AgentInfo, AgentTaskStatus
-
     def with_conditions(status: AgentTaskStatus, previous: AgentTaskStatus, now: float) -> dict[str, Any]:
         wanted = conds.desired(status.phase or Phase.RUNNING, status.reason or "", status.message or "")
         built = conds.build(previous.conditions, wanted, generation=1, now=now) if conditions else ()
@@ -145,7 +144,7 @@ def operator_writes(*, event: bool = True, conditions: bool = True, agent: bool 
                               start_time=format_time(START), observed_generation=1)
     running_dict = with_conditions(running, AgentTaskStatus(), START)
     done = dataclasses.replace(running, phase=Phase.SUCCEEDED, reason="Succeeded", message="done",
-                               completion_time=format_time(END), conditions=AgentTaskStatus.from_dict(running_dict).conditions)
+                               completion_time=format_time(END))
     done_dict = with_conditions(done, AgentTaskStatus.from_dict(running_dict), END)
     writes: list[Write] = [
         ("guarded", {"metadata": {"finalizers": ["flyteagents.dev/agent-cleanup"],
