@@ -35,7 +35,10 @@ def test_missing_secret_is_retried_until_it_exists(env: Env) -> None:
     env.apply("waits", task_template("test-instant"), secretRefs=[{"name": "later"}], pollInterval="1s")
     status = env.wait("waiting for the Secret",
                       lambda: "later" in (s := env.status("waits")).get("message", "") and s)
-    assert env.condition("waits", "Reconciling")["status"] in ("True", "False")
+    # from the same snapshot: Reconciling=True while under the transient budget, Stalled=True
+    # once over it (present only while true); a second read raced the operator's retries
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    assert conditions.get("Reconciling") == "True" or conditions.get("Stalled") == "True", conditions
     assert status.get("transientFailures", 0) >= 1
     _secret(env, "later")
     env.wait_phase("waits", "Succeeded", timeout=90)
