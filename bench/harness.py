@@ -9,6 +9,8 @@ benchmark leaves nothing running.
 
 from __future__ import annotations
 
+import asyncio
+
 import collections
 import os
 import re
@@ -59,6 +61,32 @@ async def scrape_writes(kube: Kube) -> Counts:
         if verb in WRITE_VERBS:
             counts[(verb, labels.get("resource", ""), labels.get("subresource", ""))] += float(value)
     return dict(counts)
+
+
+#: resources whose writes belong to a contender's task lifecycles
+LIFECYCLE_RESOURCES = frozenset({"agenttasks", "events"})
+
+
+async def settled_writes(kube: Kube, *, quiet: float = 2.0, timeout: float = 60.0) -> Counts:
+    """The write counters once the contender's trailing writes stopped: AgentTask and Event
+    writes unchanged over ``quiet`` seconds (at most ``timeout`` s of waiting).
+
+    A contender may post Events after its tasks' status (the operator holds them back while
+    it has a backlog, client-go queues them), and those writes and the API server's CPU for
+    them belong to the run being measured, not to the next one."""
+    def lifecycle(counts: Counts) -> Counts:
+        return {k: v for k, v in counts.items() if k[1] in LIFECYCLE_RESOURCES}
+
+    deadline = time.monotonic() + timeout
+    await asyncio.sleep(quiet)
+    counts = await scrape_writes(kube)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet)
+        newer = await scrape_writes(kube)
+        if lifecycle(newer) == lifecycle(counts):
+            return newer
+        counts = newer
+    return counts
 
 
 def write_delta(before: Counts, after: Counts) -> Counts:

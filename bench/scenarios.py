@@ -17,7 +17,8 @@ from typing import Any
 
 from . import contenders
 from .agents import INSTANT_TYPE, LATENCY_TYPE, read_call_log
-from .harness import ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes, write_delta
+from .harness import (ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes, settled_writes,
+                      write_delta)
 from .kube import ApiError, Kube, tasks_path
 from .loadgen import Observer, create_all, create_at_rate, create_namespace, task_manifest
 
@@ -148,8 +149,7 @@ async def burst(ctx: Ctx, contender: str, n: int, round_: int = 0) -> dict[str, 
     cpu0 = 0.0
     try:
         done = await observer.wait_for(names, "ended", max(180.0, n * 0.5), proc.check_alive)
-        await asyncio.sleep(2.0)  # trailing writes (progress clean-up, Events) belong to the lifecycle
-        after = await scrape_writes(ctx.kube)
+        after = await settled_writes(ctx.kube)  # trailing writes (Events) belong to the lifecycle
         cpu = cpu_seconds(proc.pid) - cpu0
         api_cpu = _api_cpu(ctx) - api0
     finally:
@@ -198,8 +198,7 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         before, cpu0, api0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
         applied, achieved = await create_at_rate(ctx.kube, ns, bodies, rate)
         done = await observer.wait_for(names, "ended", 180 + run_seconds * 2, proc.check_alive)
-        await asyncio.sleep(2.0)
-        after, cpu1, api1 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
+        after, cpu1, api1 = await settled_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
     finally:
         proc.stop()
         await observer.stop()
@@ -250,8 +249,7 @@ async def realistic(ctx: Ctx, contender: str, n: int, *, run_seconds: float = 60
         before, cpu0, api0, t0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx), time.time()
         _, achieved = await create_at_rate(ctx.kube, ns, bodies, n / ramp_seconds)
         done = await observer.wait_for(names, "ended", ramp_seconds + run_seconds * 3 + 300, proc.check_alive)
-        await asyncio.sleep(2.0)
-        after, cpu1, api1, t1 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx), time.time()
+        after, cpu1, api1, t1 = await settled_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx), time.time()
         proc.check_alive()
         assert proc.sampler is not None
         peak_rss = proc.sampler.peak

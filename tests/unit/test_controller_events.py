@@ -112,6 +112,86 @@ def test_event_modes_decide_what_is_posted(mode: str, posted: list[str]) -> None
     assert sent == posted
 
 
+class _Sink:
+    """Records the reasons posted; ``gate`` (when set) holds every post until it opens."""
+
+    def __init__(self, gate: Any = None) -> None:
+        self.sent: list[str] = []
+        self.gate = gate
+
+    async def create_event(self, involved: dict[str, object], type_: str, reason: str, message: str) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.sent.append(reason)
+
+
+def test_events_wait_while_the_controller_has_a_backlog_and_follow_once_it_is_gone() -> None:
+    import asyncio
+
+    from agent_operator.crd.resource import load_stored_agent_task
+
+    sink, backlog = _Sink(), [True]
+    recorder = EventRecorder(sink, ObjectCache(), backlog=lambda: backlog[0])
+
+    async def play() -> None:
+        await recorder.record(load_stored_agent_task(_body(1)), EventRecord("Normal", "Succeeded", "m", final=True))
+        await asyncio.sleep(0.35)
+        assert sink.sent == [] and recorder.pending == 1  # held back: the tasks' status goes first
+        backlog[0] = False
+        await recorder.drain(timeout=5.0)
+
+    asyncio.run(play())
+    assert sink.sent == ["Succeeded"] and recorder.pending == 0
+
+
+def test_a_held_back_event_is_posted_once_it_is_max_defer_old_even_under_backlog() -> None:
+    import asyncio
+
+    from agent_operator.controller import events
+    from agent_operator.crd.resource import load_stored_agent_task
+
+    now = [100.0]
+    sink = _Sink()
+    recorder = EventRecorder(sink, ObjectCache(), backlog=lambda: True, clock=lambda: now[0])
+
+    async def play() -> None:
+        await recorder.record(load_stored_agent_task(_body(1)), EventRecord("Warning", "Retrying", "m"))
+        await asyncio.sleep(0.25)
+        assert sink.sent == []
+        now[0] += events.MAX_DEFER  # a sustained backlog delays Events, never starves them
+        await recorder.drain(timeout=5.0)
+
+    asyncio.run(play())
+    assert sink.sent == ["Retrying"]
+
+
+def test_events_over_the_queue_limit_are_dropped_and_counted() -> None:
+    import asyncio
+
+    from agent_operator.crd.resource import load_stored_agent_task
+    from agent_operator.observability import metrics
+
+    def dropped() -> float:
+        return metrics.REGISTRY.get_sample_value(f"{metrics.PREFIX}_events_dropped_total") or 0.0
+
+    before = dropped()
+
+    async def play() -> list[str]:
+        gate = asyncio.Event()
+        sink = _Sink(gate)
+        recorder = EventRecorder(sink, ObjectCache(), queue_limit=2)
+        for i in range(4):  # the first is being posted (held by the gate), one more waits
+            body = _body(1) | {"metadata": {**_body(1)["metadata"], "name": f"t{i}"}}
+            await recorder.record(load_stored_agent_task(body), EventRecord("Normal", "Succeeded", "m", final=True))
+        assert recorder.pending == 2
+        gate.set()
+        await recorder.drain(timeout=5.0)
+        return sink.sent
+
+    assert asyncio.run(play()) == ["Succeeded", "Succeeded"]
+    assert dropped() == before + 2
+
+
 def test_event_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="events mode 'some'"):
         EventRecorder(None, ObjectCache(), "some")  # type: ignore[arg-type]

@@ -49,6 +49,11 @@ def record_api_write(verb: str, resource: str) -> None:
     _call(metrics.record_api_write, verb, resource)
 
 
+def record_event_dropped() -> None:
+    """An Event was dropped: the queue of Events waiting to be posted was full."""
+    _call(metrics.record_event_dropped)
+
+
 def record_watch_event() -> None:
     """The controller received one AgentTask watch event."""
     _call(metrics.record_watch_event)

@@ -103,7 +103,9 @@ class Controller:
         self.contexts = ContextFactory(signer, options.settings)
         self.pools = AgentPools(options.per_agent_concurrency)
         self.secrets = SecretCache(api)
-        self.events = EventRecorder(api, self.cache, options.events)
+        # Events wait while more tasks are due than may run at once (see controller.events)
+        self.events = EventRecorder(api, self.cache, options.events,
+                                    backlog=lambda: self.scheduler.busy > options.max_concurrency)
         self.scheduler: PollScheduler[Key] = PollScheduler(
             self.handle, max_concurrency=options.max_concurrency, per_group=options.per_agent_concurrency)
         self.backend = KubeBackend(api, self.cache, self.tasks, self.events, self.wake)

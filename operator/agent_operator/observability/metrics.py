@@ -67,6 +67,11 @@ API_ERRORS = Counter(
     "Kubernetes API requests that failed, by HTTP method and status code (0: no answer).",
     ["method", "code"],
 )
+EVENTS_DROPPED = Counter(
+    f"{PREFIX}_events_dropped_total",
+    "Kubernetes Events dropped because too many were waiting to be posted (the status conditions "
+    "and the log still carry every transition).",
+)
 
 #: every metric family name this module exports (the README reference is tested against it)
 METRICS: Final = (
@@ -81,6 +86,7 @@ METRICS: Final = (
     f"{PREFIX}_build_info",
     f"{PREFIX}_watch_events_total",
     f"{PREFIX}_api_errors_total",
+    f"{PREFIX}_events_dropped_total",
 )
 
 _tasks_lock = threading.Lock()
@@ -126,6 +132,11 @@ def record_retry(agent: str, reason: str) -> None:
 def record_api_write(verb: str, resource: str) -> None:
     """Count one write to the API server, e.g. ``("patch", "agenttasks/status")`` or ``("create", "events")``."""
     API_WRITES.labels(verb, resource).inc()
+
+
+def record_event_dropped() -> None:
+    """One Event dropped (queue full)."""
+    EVENTS_DROPPED.inc()
 
 
 def record_watch_event() -> None:
