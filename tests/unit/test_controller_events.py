@@ -223,3 +223,21 @@ def test_only_a_new_attempt_or_a_transient_failure_counts_as_a_retry() -> None:
     assert retried(S(attempt=1), S(attempt=2))
     assert retried(S(attempt=1), S(attempt=1, transient_failures=1))
     assert not retried(S(attempt=1, transient_failures=2), S(attempt=1, transient_failures=1))
+
+
+def test_stopping_posts_held_back_events_at_once() -> None:
+    import asyncio
+
+    from agent_operator.crd.resource import load_stored_agent_task
+
+    sink = _Sink()
+    recorder = EventRecorder(sink, ObjectCache(), backlog=lambda: True)
+
+    async def play() -> None:
+        await recorder.record(load_stored_agent_task(_body(1)), EventRecord("Normal", "Succeeded", "m", final=True))
+        await asyncio.sleep(0.25)
+        assert sink.sent == []
+        await recorder.drain(timeout=5.0)
+
+    asyncio.run(play())
+    assert sink.sent == ["Succeeded"]

@@ -42,12 +42,19 @@ log = logging.getLogger(__name__)
 EVENT_MODES = ("warnings", "all")
 #: Normal Events posted in every mode: they tell what the conditions cannot
 NOTEWORTHY = frozenset({str(Reason.CREATE_RESUMED), str(Reason.ORPHANED)})
-#: Events waiting to be posted at most (about 300 bytes each); newer ones are dropped
-QUEUE_LIMIT = 10_000
-#: how long an Event is held back at most while the controller has a backlog (seconds)
-MAX_DEFER = 10.0
+#: Events waiting to be posted at most (a tuple of strings the task and its status already
+#: hold, about 150 bytes each); newer ones are dropped
+QUEUE_LIMIT = 50_000
+#: how long an Event is held back at most while the controller has a backlog (seconds): long
+#: enough for a 10,000-task burst to finish first, short enough that a sustained overload
+#: still sees its Events within a minute
+MAX_DEFER = 60.0
 #: how often a held-back poster looks at the backlog again (seconds)
 DEFER_STEP = 0.1
+
+
+#: a queued Event: (when queued, namespace, name, uid, resourceVersion, type, reason, message)
+_Queued = tuple[float, str, str, str, str, str, str, str]
 
 
 def _no_backlog() -> bool:
@@ -76,8 +83,7 @@ class EventRecorder:
         self._backlog = backlog
         self._clock = clock
         self._last: dict[Key, tuple[str, str]] = {}
-        #: (when queued, involved object's reference, type, reason, message), oldest first
-        self._queue: collections.deque[tuple[float, dict[str, object], str, str, str]] = collections.deque()
+        self._queue: collections.deque[_Queued] = collections.deque()
         self._poster: asyncio.Task[None] | None = None
         self._dropping = False
 
@@ -108,10 +114,8 @@ class EventRecorder:
                             len(self._queue))
             return
         meta = (self.cache.get(key) or {}).get("metadata") or {}
-        involved: dict[str, object] = {"metadata": {
-            "namespace": view.namespace, "name": view.name, "uid": meta.get("uid") or view.uid,
-            "resourceVersion": meta.get("resourceVersion")}}
-        self._queue.append((self._clock(), involved, event.type, event.reason, event.message))
+        self._queue.append((self._clock(), view.namespace, view.name, str(meta.get("uid") or view.uid),
+                            str(meta.get("resourceVersion") or ""), event.type, event.reason, event.message))
         if self._poster is None or self._poster.done():
             self._poster = asyncio.get_running_loop().create_task(self._post_all())
 
@@ -119,10 +123,12 @@ class EventRecorder:
         """Post the queued Events one at a time until the queue is empty; while the controller
         has a backlog, hold each back until it is :data:`MAX_DEFER` seconds old."""
         while self._queue:
-            queued, involved, type_, reason, message = self._queue[0]
+            queued, namespace, name, uid, version, type_, reason, message = self._queue[0]
             if self._backlog() and self._clock() - queued < MAX_DEFER:
                 await asyncio.sleep(DEFER_STEP)
                 continue
+            involved: dict[str, object] = {"metadata": {
+                "namespace": namespace, "name": name, "uid": uid, "resourceVersion": version or None}}
             try:
                 await self.sink.create_event(involved, type_, reason, message)
             except Exception:  # noqa: BLE001 - the sink logs API errors; nothing may stop the poster
@@ -137,10 +143,11 @@ class EventRecorder:
         return len(self._queue)
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait for the queued Events to be posted (up to ``timeout`` s; the rest are dropped)."""
+        """Post the queued Events now, backlog or not (up to ``timeout`` s; the rest are dropped)."""
         poster = self._poster
         if poster is None or poster.done():
             return
+        self._backlog = _no_backlog  # stopping: nothing is held back any more
         try:
             await asyncio.wait_for(asyncio.shield(poster), timeout)
         except TimeoutError:
