@@ -10,7 +10,6 @@ benchmark leaves nothing running.
 from __future__ import annotations
 
 import asyncio
-
 import collections
 import os
 import re

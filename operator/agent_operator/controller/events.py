@@ -113,9 +113,9 @@ class EventRecorder:
                             "takes them (the status conditions and this log keep every transition)",
                             len(self._queue))
             return
-        meta = (self.cache.get(key) or {}).get("metadata") or {}
-        self._queue.append((self._clock(), view.namespace, view.name, str(meta.get("uid") or view.uid),
-                            str(meta.get("resourceVersion") or ""), event.type, event.reason, event.message))
+        version = ((self.cache.get(key) or {}).get("metadata") or {}).get("resourceVersion")  # the newest known
+        self._queue.append((self._clock(), view.namespace, view.name, view.uid, str(version or ""),
+                            event.type, event.reason, event.message))
         if self._poster is None or self._poster.done():
             self._poster = asyncio.get_running_loop().create_task(self._post_all())
 
