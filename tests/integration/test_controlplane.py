@@ -154,3 +154,35 @@ def test_apiserver_restart_keeps_data_in_etcd(kubectl, namespace, control_plane)
     kubectl("create", "configmap", "survivor", "-n", namespace, "--from-literal=k=v")
     control_plane.control_plane.restart_apiserver()
     assert kubectl("get", "configmap", "survivor", "-n", namespace, "-o", "jsonpath={.data.k}").stdout == "v"
+
+
+def test_a_port_taken_before_the_api_server_binds_it_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found free, then bound by another process before the API server starts (CI saw it on a
+    node test): the control plane starts on another port instead of failing."""
+    import socket
+
+    from agent_operator.testing import processes
+    from agent_operator.testing.controlplane import ControlPlane
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real = processes.free_port
+        calls: list[int] = []
+
+        def free_port(host: str = "127.0.0.1") -> int:
+            calls.append(0)
+            return taken if len(calls) == 3 else real(host)  # etcd, etcd peer, then the API server
+
+        monkeypatch.setattr(processes, "free_port", free_port)
+        said: list[str] = []
+        cp = ControlPlane(log=said.append).start()
+        try:
+            assert cp.apiserver_port != taken
+            assert any(f"port {taken} was taken" in line for line in said), said
+            ready = subprocess.run([str(cp.assets.kubectl), "--kubeconfig", str(cp.kubeconfig), "get", "--raw", "/readyz"],
+                                   capture_output=True, text=True, check=True)
+            assert ready.stdout.strip() == "ok"
+        finally:
+            cp.stop()

@@ -151,10 +151,10 @@ class ControlPlane:
                 self.node = Node(self.workdir / "node", log=self._log)
                 self.node.create_network()
             self.pki = generate_pki(self.workdir / "pki", extra_ips=(self.node.host_ip,) if self.node else ())
-            self.etcd_port, self.etcd_peer_port = processes.free_port(), processes.free_port()
-            self.apiserver_port = processes.free_port()
+            self.etcd_port = processes.free_port()
+            self.etcd_peer_port = self._another_free_port()
             self._start_etcd(assets)
-            self.start_apiserver()
+            self._start_apiserver_on_a_free_port()
             self._write_kubeconfig(self.kubeconfig, self.pki.admin_cert, self.pki.admin_key)
             self._start_controller_manager(assets)
             if self.node is not None:
@@ -242,6 +242,31 @@ class ControlPlane:
                 f"{k}={'true' if v else 'false'}" for k, v in sorted(self.feature_gates.items())))
         self.apiserver = processes.spawn(argv, self.logs / "kube-apiserver.log")
         self._wait_ready("kube-apiserver", self.apiserver, self._apiserver_ready)
+
+    def _another_free_port(self) -> int:
+        """A free port none of this control plane's components uses yet; on the address the API
+        server binds (all addresses when a node must reach it)."""
+        taken = {self.etcd_port, self.etcd_peer_port, self.apiserver_port}
+        while True:
+            port = processes.free_port("0.0.0.0" if self.node is not None else "127.0.0.1")
+            if port not in taken:
+                return port
+
+    def _start_apiserver_on_a_free_port(self, attempts: int = 3) -> None:
+        """Start the API server on a port found free; if another process bound that port in
+        between (seen in CI: a node test's API server failed with "address already in use"),
+        try another one."""
+        for attempt in range(1, attempts + 1):
+            self.apiserver_port = self._another_free_port()
+            try:
+                self.start_apiserver()
+                return
+            except ControlPlaneError as e:
+                processes.stop(self.apiserver)
+                self.apiserver = None
+                if "address already in use" not in str(e) or attempt == attempts:
+                    raise
+                self._log(f"port {self.apiserver_port} was taken before the API server bound it; trying another")
 
     def restart_apiserver(self) -> float:
         """Stop and start the API server on the same etcd; returns the seconds it was down."""
