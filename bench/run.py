@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shards-replicas", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
                    help="replica counts of the shards scenario (default 1,2,4)")
     p.add_argument("--burst", type=lambda s: [int(x) for x in s.split(",")], help="burst sizes, e.g. 100,1000")
-    p.add_argument("--burst-repeats", type=int, help="interleaved rounds of the largest burst (best kept)")
+    p.add_argument("--burst-repeats", type=int, help="interleaved rounds (best kept) of bursts of 1,000 tasks and up")
     p.add_argument("--steady-rate", type=float)
     p.add_argument("--steady-seconds", type=float)
     p.add_argument("--idle-tasks", type=int)
@@ -127,12 +127,12 @@ async def run_all(args: argparse.Namespace, kubeconfig: Path, workdir: Path, met
                             keep_namespaces=args.keep_namespaces)
         if "burst" in what:
             for n in sizes["burst"]:
-                repeats = sizes["burst_repeats"] if n == max(sizes["burst"]) else 1
+                repeats = burst_rounds(n, sizes["burst"], sizes["burst_repeats"])
                 print(f"burst: {n} instant tasks created before each contender starts"
                       + (f" ({repeats} interleaved rounds, best kept)" if repeats > 1 else ""), flush=True)
                 runs: dict[str, list[dict[str, Any]]] = {c: [] for c in who}
                 for round_ in range(repeats):
-                    for c in who:
+                    for c in round_order(who, round_):
                         runs[c].append(await guarded(f"burst {n} {c}", scenarios.burst(ctx, c, n, round_)))
                 results["burst"][str(n)] = {c: best_run(r) for c, r in runs.items()}
         if "steady" in what:
@@ -170,6 +170,20 @@ async def guarded(what: str, scenario: Awaitable[dict[str, Any]]) -> dict[str, A
         message = f"{type(e).__name__}: {e}"
         print(f"  {what}: FAILED: {message[:2000]}", flush=True)
         return {"error": message[:4000]}
+
+
+def burst_rounds(n: int, sizes: list[int], repeats: int) -> int:
+    """Rounds of an ``n``-task burst: ``repeats`` for the sizes the targets name (1,000 and
+    up) and for the largest size run, one for smaller ones (start-up dominated, no target)."""
+    return repeats if n >= ISSUE_SIZES["burst"] or n == max(sizes) else 1
+
+
+def round_order(who: list[str], round_: int) -> list[str]:
+    """The contenders of one interleaved round, rotated by one each round: on a control plane
+    that keeps every run's leftovers (the API server's heap grows, etcd compacts), a fixed
+    order would give the first contender the freshest API server in every round."""
+    k = round_ % len(who) if who else 0
+    return who[k:] + who[:k]
 
 
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:

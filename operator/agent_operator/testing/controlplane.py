@@ -151,7 +151,7 @@ class ControlPlane:
                 self.node = Node(self.workdir / "node", log=self._log)
                 self.node.create_network()
             self.pki = generate_pki(self.workdir / "pki", extra_ips=(self.node.host_ip,) if self.node else ())
-            self.etcd_port = processes.free_port()
+            self.etcd_port = self._another_free_port()
             self.etcd_peer_port = self._another_free_port()
             self._start_etcd(assets)
             self._start_apiserver_on_a_free_port()
