@@ -15,6 +15,7 @@ CLUSTER_DIR ?= .cluster
 KIND_CLUSTER ?= agent-operator
 IMAGE       ?= flyte-agent-operator:dev
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 .PHONY: help
 help: ## list targets
@@ -108,12 +109,12 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	@touch $@
 
 .PHONY: bench
-bench: controlplane $(VENV)/.bench-installed ## benchmarks against baselines (about 20 minutes)
-	$(PY) -m bench.run --quick
+bench: controlplane $(VENV)/.bench-installed ## benchmarks against baselines (about 20 minutes); flags in BENCH_ARGS
+	$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 .PHONY: bench-full
 bench-full: controlplane $(VENV)/.bench-installed ## the large benchmark scenarios (10,000 tasks)
-	$(PY) -m bench.run --full
+	$(PY) -m bench.run --full $(BENCH_ARGS)
 
 .PHONY: chaos
 chaos: controlplane ## the full fault suite (operator kills, API server restarts, agent outages)
