@@ -179,9 +179,10 @@ def burst_rounds(n: int, sizes: list[int], repeats: int) -> int:
 
 
 def round_order(who: list[str], round_: int) -> list[str]:
-    """The contenders of one interleaved round, rotated by one each round: on a control plane
-    that keeps every run's leftovers (the API server's heap grows, etcd compacts), a fixed
-    order would give the first contender the freshest API server in every round."""
+    """The contenders of one interleaved round, rotated by one each round: every run goes to
+    the same control plane, which drifts over a benchmark (the API server's heap, etcd's
+    compactions) even though each run's namespace is deleted, so a fixed order would give
+    the first contender the freshest API server in every round."""
     k = round_ % len(who) if who else 0
     return who[k:] + who[:k]
 
