@@ -340,7 +340,7 @@ def test_resume_after_crash_between_create_and_status_uses_same_key(agents: Ledg
     h = Harness(view(task_template("test-async", phases=["RUNNING", "SUCCEEDED"])))
     # the crash: marker written, create called, nothing else stored
     v = with_meta(h.view, finalizers=(names.FINALIZER,), annotations={names.ANNOTATION_CREATE_PENDING: "1"})
-    TestAsyncAgent().create(prepare(v).template, "", None,
+    TestAsyncAgent().create(prepare(v).template(), "", None,
                             __import__("agent_operator.core.identity", fromlist=["x"]).task_execution_metadata(
                                 namespace="ns", name="t", uid="u1", attempt=1, max_attempts=1))
     h.view = v
@@ -439,3 +439,23 @@ def test_a_stored_spec_the_model_rejects_fails_the_task_naming_the_field() -> No
     assert h.step() is None
     assert h.status["phase"] == "Failed" and h.status["reason"] == "InvalidSpec"
     assert h.status["message"].startswith("spec.pollInterval: ") and h.backend.writes == ["status"]
+
+
+def test_prepared_keeps_no_decoded_template_and_decodes_the_same_one_each_time() -> None:
+    v = view(task_template("test-async", inputs={"n": "INTEGER"}), inputs={"n": 3})
+    prepared = prepare(v)
+    # nothing decoded is kept per task in flight: only the spec, the agent and its info
+    assert {f.name for f in dataclasses.fields(prepared)} == {"spec", "agent", "info", "poll_interval"}
+    first, second = prepared.template(), prepared.template()
+    assert first == second and first is not second and first.type == "test-async"
+    inputs = prepared.inputs(first)
+    assert inputs is not None and inputs.literals["n"].scalar.primitive.integer == 3
+    assert prepare(view()).inputs(prepare(view()).template()) is None  # no inputs declared, none given
+
+
+def test_inputs_the_interface_cannot_take_still_fail_when_prepared() -> None:
+    from agent_operator.core.prepare import PrepareFailure
+
+    with pytest.raises(PrepareFailure) as e:
+        prepare(view(task_template("test-async", inputs={"n": "INTEGER"}), inputs={"n": "three"}))
+    assert e.value.reason == "InvalidSpec" and "spec.inputs" in e.value.message

@@ -227,3 +227,26 @@ def test_docs_site_builds_strictly(tmp_path: Path) -> None:
     broken = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "broken")], cwd=copy,
                             env=env, capture_output=True, text=True, timeout=300)
     assert broken.returncode != 0 and "no-such-page.md" in broken.stderr
+
+
+def test_the_operations_flag_table_states_the_parsers_defaults_of_choice_flags() -> None:
+    """docs/operations.md's `run` flag table: a flag with fixed choices shows the default
+    ``agent-operator run`` really has (it once said ``--events all`` after the default moved)."""
+    from agent_operator.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    run = sub.choices["run"]  # type: ignore[index]
+    by_flag = {opt: a for a in run._actions for opt in a.option_strings}
+    rows = [line.split("|") for line in (ROOT / "docs" / "operations.md").read_text().splitlines()
+            if line.startswith("| `--")]
+    checked = 0
+    for cells in rows:
+        flag = re.match(r"\s*`(--[a-z-]+)", cells[1])
+        action = by_flag.get(flag.group(1)) if flag else None
+        if action is None or not action.choices:
+            continue
+        documented = cells[-3].strip().split()[0] if len(cells) >= 4 else ""
+        assert documented == str(action.default), f"docs/operations.md: {flag.group(1)} default {documented!r}, " \
+                                                  f"the parser's {action.default!r}"
+        checked += 1
+    assert checked >= 2  # --log-format, --events

@@ -148,7 +148,7 @@ def _absorb_resource(view: AgentTask, ctx: Context, action: Action, answer: Answ
     if phase == Phase.SUCCEEDED:
         assert ctx.prepared is not None
         try:
-            lm = answers.outputs_literal_map(resource, ctx.prepared.template)
+            lm = answers.outputs_literal_map(resource, ctx.prepared.template())
         except Exception as e:  # noqa: BLE001 - outputs the task's interface cannot hold
             return fail(view, ctx, now, Reason.AGENT_ERROR, f"outputs: {describe_exception(e, ctx.secret_values)}")
         if lm is not None:

@@ -118,15 +118,16 @@ async def call_agent(view: AgentTask, ctx: Context, action: Action, secrets: Map
     extra: dict[str, Any] = {"secrets": {k: dict(v) for k, v in secrets.items()}} if secrets else {}
     try:
         if action.kind in (ActionKind.CREATE, ActionKind.DO):
+            template = prepared.template()
             md = task_execution_metadata(
                 namespace=view.namespace, name=view.name, uid=view.uid, attempt=action.attempt,
-                max_attempts=prepared.spec.max_attempts, template=prepared.template, labels=view.metadata.labels,
+                max_attempts=prepared.spec.max_attempts, template=template, labels=view.metadata.labels,
                 service_account=prepared.spec.service_account_name,
             )
             method = agent.create if action.kind == ActionKind.CREATE else agent.do
-            coro = invoke(method, executor, task_template=prepared.template,
-                           output_prefix=prepared.spec.output_prefix or "",
-                          inputs=prepared.inputs, task_execution_metadata=md, **extra)
+            coro = invoke(method, executor, task_template=template,
+                          output_prefix=prepared.spec.output_prefix or "",
+                          inputs=prepared.inputs(template), task_execution_metadata=md, **extra)
         else:
             meta = decode_meta(view, ctx)
             method = agent.get if action.kind == ActionKind.GET else agent.delete
