@@ -103,6 +103,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if scale and scale.get("tasks") != 10000 and scale.get("projected_rss_mb_10000") is not None:
         rss = scale["projected_rss_mb_10000"]
         where = f" (projected from {scale.get('tasks')} tasks at {scale.get('kb_per_task')} KB/task: an upper bound)"
+    restarted = (scale.get("restart") or {}).get("rss_mb_after") if scale.get("tasks") == 10000 else None
+    if rss is not None and restarted is not None:
+        # the target holds for the operator's whole life: a restart over the same tasks too
+        where = f"; {restarted} MB after a restart"
+        shown_rss, rss = f"{rss} MB", max(rss, restarted)
+    else:
+        shown_rss = f"{rss} MB"
     values = (
         _check(cpu_vs_ceiling, cpu_vs_ceiling is not None and cpu_vs_ceiling <= 1.5, f"{cpu_vs_ceiling or 0:.2f}x"),
         _check(vs_ceiling, vs_ceiling is not None and vs_ceiling >= 0.9, f"{vs_ceiling or 0:.2f}x"),
@@ -112,7 +119,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         _check(events, events is not None and events <= 1, _fmt(events)),
         _check(writes, writes is not None and writes <= 3, _fmt(writes)),
         _check(idle_writes, idle_writes == 0, _fmt(idle_writes, 3)),
-        _check(rss, rss is not None and rss <= 300, f"{rss} MB{where}"),
+        _check(rss, rss is not None and rss <= 300, f"{shown_rss}{where}"),
         _check(idle_api, idle_api is not None and idle_api >= 20, idle_shown),
     )
     for (name, goal), (raw, shown, met) in zip(TARGETS, values):
