@@ -68,8 +68,8 @@ class Prepared:
     outputs), not kept: a task spends nearly all its life between polls, which need
     neither, and every task in flight kept them decoded, in protobuf's own memory
     (1.7 KB for the benchmark's smallest template, 254 -> 237 MB RSS at 10,000 in flight;
-    real templates carry containers, interfaces and configs).  The spec is immutable and was checked by :func:`prepare`,
-    so decoding it again gives the same messages.
+    real templates carry containers, interfaces and configs).  The spec is immutable and was
+    checked by :func:`prepare`, so decoding it again gives the same messages.
     """
 
     spec: AgentTaskSpec
