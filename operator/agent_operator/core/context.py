@@ -32,7 +32,7 @@ class Settings:
     max_inline_output_bytes: int = MAX_INLINE_OUTPUT_BYTES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """Everything besides the object that a decision depends on."""
 

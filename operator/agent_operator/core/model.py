@@ -27,7 +27,7 @@ class ActionKind(str, enum.Enum):
     DONE = "done"                # nothing to do until the object changes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """The next step and when to take it."""
 
@@ -38,7 +38,7 @@ class Action:
     purpose: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     """A Kubernetes Event to emit (the driver deduplicates consecutive equal ones)."""
 
@@ -50,7 +50,7 @@ class EventRecord:
     final: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetadataChange:
     """Changes to ``metadata`` (one patch): our finalizer and the create-pending marker
     (the finalizer is removed by :attr:`ActionKind.RELEASE`, a patch of its own)."""
@@ -59,7 +59,7 @@ class MetadataChange:
     create_pending: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The core's answer: new status (None: unchanged), metadata change, events, next action."""
 
@@ -74,7 +74,7 @@ class Decision:
     defer_write: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Answer:
     """What an agent call returned: a value or an exception, and whether it ran out of time."""
 

@@ -59,7 +59,7 @@ def _inputs(spec: AgentTaskSpec, template: tasks_pb2.TaskTemplate) -> literals_p
         raise PrepareFailure(Reason.INVALID_SPEC, f"{_spec_field(e.field)}: {e.message}") from e
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prepared:
     """What the agent calls of one AgentTask need, checked once.
 

@@ -62,7 +62,7 @@ class CallLimits:
     do_progress_after: float = 2.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Progress:
     """What a driver keeps per object between ``advance`` calls (in memory only)."""
 
@@ -70,7 +70,7 @@ class Progress:
     first_seen: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """Where ``advance`` stopped: the object as stored and the pending action (None: nothing)."""
 

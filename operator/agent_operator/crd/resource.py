@@ -21,7 +21,6 @@ declarations that generate the CRD schema.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from agent_operator.crd.spec import AgentTaskSpec
 from agent_operator.crd.status import AgentTaskStatus
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectMeta:
     """The parts of ``metadata`` the operator uses (the rest is ignored, not rejected)."""
 
@@ -72,7 +71,7 @@ class ObjectMeta:
         except ValueError:
             return None
 
-    @functools.cached_property
+    @property
     def creation_time(self) -> float | None:
         """``creationTimestamp`` in epoch seconds (None: not set, e.g. a manifest)."""
         if not self.creation_timestamp:
@@ -83,7 +82,7 @@ class ObjectMeta:
         return value.timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentTask:
     """One AgentTask: identity, the (immutable) spec and the observed status.
 

@@ -39,6 +39,12 @@ IMMUTABLE_MESSAGE = (
 )
 
 
+#: ``timeout`` / ``pollInterval`` in seconds, asked on every decision: a task's strings are
+#: few and shared ("60s"), and a cache here costs nothing per task (the spec has slots,
+#: so no per-object cache)
+_seconds = functools.lru_cache(maxsize=1024)(parse_duration)
+
+
 def _json_size(value: Any) -> int:
     """Characters of the compact JSON form (what the API server stores)."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
@@ -63,7 +69,7 @@ class DeletionPolicy(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretRef:
     """A Secret in the task's namespace handed to the agent."""
 
@@ -76,7 +82,7 @@ class SecretRef:
                           required=True, default="", minLength=1, maxLength=253, pattern=DNS_SUBDOMAIN)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentTaskSpec:
     """The desired task: a flyteidl TaskTemplate, its inputs and the run policy."""
 
@@ -176,16 +182,15 @@ class AgentTaskSpec:
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"],
     )
 
-    # cached: the core asks on every decision, and parsing a Go duration is not free
-    @functools.cached_property
+    @property
     def timeout_seconds(self) -> float | None:
         """``timeout`` in seconds (None: no timeout)."""
-        return parse_duration(self.timeout) if self.timeout else None
+        return _seconds(self.timeout) if self.timeout else None
 
-    @functools.cached_property
+    @property
     def poll_interval_seconds(self) -> float | None:
         """``pollInterval`` in seconds (None: not set)."""
-        return parse_duration(self.poll_interval) if self.poll_interval else None
+        return _seconds(self.poll_interval) if self.poll_interval else None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = "spec") -> "AgentTaskSpec":

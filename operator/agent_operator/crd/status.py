@@ -35,7 +35,7 @@ REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 DATE_TIME = "date-time"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentInfo:
     """Which agent the operator resolved for the template's task type."""
 
@@ -56,7 +56,7 @@ class AgentInfo:
         "(create, then get every poll interval).", default=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogLink:
     """A link to the job's logs or UI, as the agent reported it (flyteidl ``TaskLog``)."""
 
@@ -78,7 +78,7 @@ class LogLink:
         default=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Condition:
     """One ``metav1.Condition``: the shape ``kubectl wait`` and kstatus read."""
 
@@ -110,7 +110,7 @@ class Condition:
         return self.status == "True"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentTaskStatus:
     """Everything the operator records about one AgentTask."""
 
