@@ -82,3 +82,17 @@ def test_cache_forgets_deleted_objects_and_stays_bounded() -> None:
     assert len(cache) == 2
     cache.forget("u2")
     assert len(cache) == 1
+
+
+def test_every_object_kept_per_task_has_no_instance_dict() -> None:
+    """10,000 tasks in flight keep these per task; an instance ``__dict__`` costs ~100 bytes
+    each (bench/RESULTS.md, 2026-12-02: 234 -> 227 MB at 10,000 with slots)."""
+    condition = {"type": "Ready", "status": "False", "reason": "Running", "message": "m",
+                 "lastTransitionTime": "2027-01-15T08:00:00Z", "observedGeneration": 1}
+    task = load_stored_agent_task(stored(timeout="1h", pollInterval="60s",
+                                         status={"phase": "Running", "attempt": 1, "conditions": [condition]}))
+    kept = [task, task.metadata, task.spec, task.status, *task.status.conditions]
+    assert len(kept) == 5
+    assert task.spec is not None and task.spec.timeout_seconds == 3600.0 and task.spec.poll_interval_seconds == 60.0
+    for value in kept:
+        assert not hasattr(value, "__dict__"), type(value).__name__
