@@ -85,9 +85,11 @@ def phases(request: pytest.FixtureRequest, kubectl: Kubectl, kubeconfig: str, na
             deadline = time.monotonic() + 90
             while True:
                 objs = objects(kubectl, namespace)
-                if settled(objs["deleting"], "Running"):
-                    kubectl("-n", namespace, "delete", "agenttask", "deleting", "--wait=false")
                 pending = [n for n, (*_x, want, _k, _a) in WATCHED.items() if not settled(objs[n], want)]
+                # deleted only once the others settled: its delete hangs for 20 s, then the
+                # object is gone, so the verdicts below must be read inside that window
+                if pending == ["deleting"] and settled(objs["deleting"], "Running"):
+                    kubectl("-n", namespace, "delete", "agenttask", "deleting", "--wait=false")
                 if not pending:
                     break
                 assert time.monotonic() < deadline, (
