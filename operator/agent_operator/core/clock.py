@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
+from agent_operator.crd.durations import parse_time
+
+__all__ = ["format_time", "parse_time"]
+
 
 def format_time(ts: float) -> str:
     """``2026-01-02T03:04:05Z`` (metav1.Time precision: whole seconds)."""
@@ -14,12 +18,3 @@ def format_time(ts: float) -> str:
 @functools.lru_cache(maxsize=256)  # a status holds several stamps of the same second (bench: strftime was 1.3%)
 def _format_second(second: int) -> str:
     return dt.datetime.fromtimestamp(second, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@functools.lru_cache(maxsize=4096)  # the same few timestamps are read on every decision
-def parse_time(text: str) -> float:
-    """Epoch seconds of an RFC 3339 time (``Z`` or offset, optional fraction)."""
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.timestamp()

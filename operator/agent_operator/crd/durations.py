@@ -1,4 +1,5 @@
-"""Durations as Kubernetes users write them: Go ``time.ParseDuration`` strings.
+"""Durations as Kubernetes users write them (Go ``time.ParseDuration`` strings), and times
+as the API server writes them (RFC 3339).
 
 ``spec.timeout: 1h30m`` and ``spec.pollInterval: 10s`` use the same syntax as
 ``metav1.Duration`` so that the API server's CEL ``duration()`` function can validate
@@ -9,6 +10,9 @@ API server agree even on ``0.0000000001s`` (0 ns) or ``9999999999h`` (overflow).
 """
 
 from __future__ import annotations
+
+import datetime as dt
+import functools
 
 _UNIT_NS: dict[str, int] = {
     "ns": 1,
@@ -118,6 +122,15 @@ def parse_duration_ns(text: str) -> int:
 def parse_duration(text: str) -> float:
     """Seconds in a Go duration string (``"90s"``, ``"1h30m"``, ``"1.5h"``, ``"0"``)."""
     return parse_duration_ns(text) / 1e9
+
+
+@functools.lru_cache(maxsize=4096)  # the same few timestamps are read on every decision
+def parse_time(text: str) -> float:
+    """Epoch seconds of an RFC 3339 time (``Z`` or offset, optional fraction)."""
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.timestamp()
 
 
 def format_duration(seconds: float) -> str:

@@ -20,12 +20,12 @@ declarations that generate the CRD schema.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_operator.crd.durations import parse_time
 from agent_operator.crd.fields import InvalidField
 from agent_operator.crd.names import ANNOTATION_CREATE_PENDING, API_VERSION, FINALIZER, KIND
 from agent_operator.crd.spec import AgentTaskSpec
@@ -74,12 +74,7 @@ class ObjectMeta:
     @property
     def creation_time(self) -> float | None:
         """``creationTimestamp`` in epoch seconds (None: not set, e.g. a manifest)."""
-        if not self.creation_timestamp:
-            return None
-        value = dt.datetime.fromisoformat(self.creation_timestamp.replace("Z", "+00:00"))
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.timestamp()
+        return parse_time(self.creation_timestamp) if self.creation_timestamp else None
 
 
 @dataclass(frozen=True, slots=True)
