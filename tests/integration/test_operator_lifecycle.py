@@ -3,11 +3,13 @@ happy paths, kubectl wait, intra-phase changes, retries, timeouts and user error
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from agent_operator.controller.cache import LAST_APPLIED
 from operator_fixtures import Env, crd, env, task_template  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.cluster
@@ -24,6 +26,23 @@ def test_async_task_succeeds_and_kubectl_wait_sees_it(env: Env) -> None:
     assert env.ledger.count("create", env.uid("job")) == 1
     table = env.kubectl("-n", env.namespace, "get", "at").stdout
     assert "job" in table and "Succeeded" in table
+
+
+def test_kubectl_apply_bookkeeping_outlives_the_operators_writes(env: Env) -> None:
+    """The operator drops kubectl's last-applied annotation from its cache only: on the
+    object it stays, so later ``kubectl apply`` runs still merge three ways (a label applied
+    and then left out of the manifest goes away) and the finished task does not run again."""
+    env.apply("kept", task_template("test-async", phases=["QUEUED", "SUCCEEDED"]), pollInterval="1s")
+    applied = env.get("kept")["metadata"]["annotations"][LAST_APPLIED]
+    env.wait_phase("kept", "Succeeded")
+    assert env.get("kept")["metadata"]["annotations"][LAST_APPLIED] == applied
+    manifest = json.loads(applied)
+    labelled = dict(manifest, metadata=dict(manifest["metadata"], labels={"team": "data"}))
+    env.kubectl("apply", "-f", "-", input=json.dumps(labelled))
+    assert env.get("kept")["metadata"].get("labels") == {"team": "data"}
+    env.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    assert not env.get("kept")["metadata"].get("labels")
+    assert env.status("kept")["phase"] == "Succeeded" and env.ledger.count("create", env.uid("kept")) == 1
 
 
 def test_sync_task_succeeds_with_one_do(env: Env) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent_operator.controller import kopf_adapter
-from agent_operator.controller.cache import ObjectCache
+from agent_operator.controller.cache import LAST_APPLIED, ObjectCache
 
 
 def test_the_initial_listing_comes_in_pages() -> None:
@@ -14,23 +14,28 @@ def test_the_initial_listing_comes_in_pages() -> None:
     assert 0 < kopf_adapter.LIST_CHUNK <= 1000
 
 
-def test_a_watch_event_loses_managed_fields_in_kopfs_own_body() -> None:
+def test_a_watch_event_loses_managed_fields_and_last_applied_in_kopfs_own_body() -> None:
     meta = {"name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "3",
+            "annotations": {LAST_APPLIED: '{"apiVersion":"flyteagents.dev/v1alpha1"}\n', "team": "data"},
             "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]}
     body = {"metadata": meta, "spec": {"taskTemplate": {"type": "x"}}, "status": {}}
     got: list[tuple[str | None, dict[str, Any]]] = []
     kopf_adapter.deliver({"type": "ADDED", "object": body}, lambda t, b: got.append((t, b)))
     assert "managedFields" not in meta  # kopf's own dict, which it keeps until its worker is done
+    assert meta["annotations"] == {"team": "data"}  # the user's own annotations stay
     [(event_type, delivered)] = got
     assert event_type == "ADDED" and delivered == body and delivered is not body
-    assert delivered["metadata"] == {"name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "3"}
+    assert delivered["metadata"] == {"name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "3",
+                                     "annotations": {"team": "data"}}
 
 
-def test_the_cache_keeps_answers_without_managed_fields() -> None:
+def test_the_cache_keeps_answers_without_managed_fields_or_last_applied() -> None:
     cache = ObjectCache()
     answer = {"metadata": {"name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "4",
+                           "annotations": {LAST_APPLIED: "{}\n"},
                            "managedFields": [{"manager": "agent-operator"}]}, "status": {"phase": "Running"}}
     cache.remember(answer)
     cached = cache.get(("ns", "a"))
     assert cached is not None and "managedFields" not in cached["metadata"]
+    assert cached["metadata"]["annotations"] == {}
     assert cached["status"] == {"phase": "Running"}
