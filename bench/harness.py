@@ -148,6 +148,65 @@ class RssSampler:
         self._thread.join()
 
 
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far, from the first line of ``/proc/stat``."""
+    return parse_cpu_line(Path("/proc/stat").read_text().split("\n", 1)[0])
+
+
+def parse_cpu_line(line: str) -> tuple[int, int]:
+    """(busy, total) of a ``/proc/stat`` ``cpu`` line; idle and iowait are not busy."""
+    values = [int(x) for x in line.split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int], cpus: int) -> float:
+    """How many of ``cpus`` cores were busy between two :func:`cpu_times` readings."""
+    total = after[1] - before[1]
+    return cpus * (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+class BoxCpuSampler:
+    """Busy cores of the whole machine (every process: API server, etcd, contender, load
+    generator) every ``interval`` seconds on a thread, so a report can tell a contender's
+    latency from a machine that ran out of cores."""
+
+    def __init__(self, interval: float = 0.5, cpus: int | None = None) -> None:
+        self.interval = interval
+        self.cpus = cpus or os.cpu_count() or 1
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = cpu_times()
+        while not self._stop.wait(self.interval):
+            now = cpu_times()
+            self.samples.append(round(busy_cores(last, now, self.cpus), 2))
+            last = now
+
+    def mark(self) -> int:
+        """How many samples there are so far: :meth:`stop` can summarise from here on, or up to here."""
+        return len(self.samples)
+
+    def stop(self, start: int = 0, end: int | None = None) -> dict[str, float | int | None]:
+        """Stop sampling; mean busy cores and the share of samples with >= 95% of them busy,
+        over the samples from ``start`` up to ``end`` (two :meth:`mark` readings; all by default)."""
+        self._stop.set()
+        self._thread.join()
+        return summarize_box_cpu(self.samples[start:end], self.cpus)
+
+
+def summarize_box_cpu(samples: list[float], cpus: int) -> dict[str, float | int | None]:
+    """``cpus``, ``mean_cores`` and ``saturated_share`` (samples at >= 95% of ``cpus``)."""
+    if not samples:
+        return {"cpus": cpus, "mean_cores": None, "saturated_share": None}
+    saturated = sum(1 for x in samples if x >= 0.95 * cpus)
+    return {"cpus": cpus, "mean_cores": round(sum(samples) / len(samples), 2),
+            "saturated_share": round(saturated / len(samples), 3)}
+
+
 # ---------------------------------------------------------------------------------- contenders
 @dataclass
 class ContenderProcess:

@@ -201,17 +201,21 @@ def markdown(results: dict[str, Any]) -> str:
                   f"create {any_row['create_latency']} s, get {any_row['get_latency']} s, run "
                   f"{any_row['run_seconds']} s, poll {any_row['poll']}; seconds)", "",
                   "| contender | achieved rate | apply→create p50 | p99 | terminal→visible p50 | p99 "
-                  "| object writes/task | Event writes/task | CPU ms/task | API server CPU ms/task |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| object writes/task | Event writes/task | CPU ms/task | API server CPU ms/task "
+                  "| machine busy, cores (share of time all busy) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c, r in steady.items():
             if "error" in r:
-                lines.append(f"| {c} | failed: {_cell(r['error'])} |  |  |  |  |  |  |  |  |  |")
+                lines.append(f"| {c} | failed: {_cell(r['error'])} |  |  |  |  |  |  |  |  |  |  |")
                 continue
             a, v = r["apply_to_create"], r["terminal_to_visible"]
+            box = r.get("box_cpu") or {}
+            busy = (f"{_fmt(box.get('mean_cores'), 2)} of {box['cpus']} ({_fmt(box.get('saturated_share'), 2)})"
+                    if box.get("mean_cores") is not None else "–")
             lines.append(f"| {c} | {r['achieved_rate']} | {_fmt(a['p50'], 3)} | {_fmt(a['p99'], 3)} | "
                          f"{_fmt(v['p50'], 3)} | {_fmt(v['p99'], 3)} | {r['writes']['object_writes_per_task']} | "
                          f"{r['writes']['event_writes_per_task']} | {_fmt(r.get('cpu_ms_per_task'), 1)} | "
-                         f"{_fmt(r.get('apiserver_cpu_ms_per_task'), 1)} |")
+                         f"{_fmt(r.get('apiserver_cpu_ms_per_task'), 1)} | {busy} |")
         lines += ["", "**API writes per task lifecycle** (steady scenario, API server `apiserver_request_total`, "
                   "load generator's creates removed)", "", "| contender | writes per task by verb and resource |",
                   "|---|---|"]

@@ -17,8 +17,8 @@ from typing import Any
 
 from . import contenders
 from .agents import INSTANT_TYPE, LATENCY_TYPE, read_call_log
-from .harness import (ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes, settled_writes,
-                      write_delta)
+from .harness import (BoxCpuSampler, ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes,
+                      settled_writes, write_delta)
 from .kube import ApiError, Kube, tasks_path
 from .loadgen import Observer, create_all, create_at_rate, create_namespace, task_manifest
 
@@ -196,8 +196,14 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         bodies = [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=run_seconds,
                                 create_latency=create_latency, get_latency=get_latency) for x in names]
         before, cpu0, api0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
-        applied, achieved = await create_at_rate(ctx.kube, ns, bodies, rate)
-        done = await observer.wait_for(names, "ended", 180 + run_seconds * 2, proc.check_alive)
+        box = BoxCpuSampler()
+        loaded = None
+        try:
+            applied, achieved = await create_at_rate(ctx.kube, ns, bodies, rate)
+            loaded = box.mark()  # the summary is of the load; the samples go on until every task ended
+            done = await observer.wait_for(names, "ended", 180 + run_seconds * 2, proc.check_alive)
+        finally:
+            box_cpu = box.stop(end=loaded)
         after, cpu1, api1 = await settled_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
     finally:
         proc.stop()
@@ -219,6 +225,7 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         "cpu_ms_per_task": round(1000 * (cpu1 - cpu0) / max(n, 1), 2),
         "apiserver_cpu_ms_per_task": round(1000 * (api1 - api0) / max(n, 1), 2) if ctx.apiserver_pid else None,
         "apply_to_create": summary(to_create), "terminal_to_visible": summary(to_visible),
+        "box_cpu": box_cpu, "box_cpu_samples": box.samples,
         "apply_to_create_samples": [round(v, 4) for v in to_create],
         "terminal_to_visible_samples": [round(v, 4) for v in to_visible],
         "agent_calls": calls.counts,
