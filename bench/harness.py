@@ -207,6 +207,24 @@ def summarize_box_cpu(samples: list[float], cpus: int) -> dict[str, float | int 
             "saturated_share": round(saturated / len(samples), 3)}
 
 
+async def wait_quiet(*, busy_below: float = 0.3, window: float = 5.0, timeout: float = 180.0,
+                     cpus: int | None = None) -> dict[str, float]:
+    """Wait until the whole machine was nearly idle (fewer than ``busy_below`` cores busy)
+    for ``window`` seconds in a row, or ``timeout`` passed: what a scenario before left
+    behind (the API server deleting a namespace of 10,000 tasks and their Events, etcd
+    compacting) is then not part of the next contender's latency. Seconds waited and the
+    busy cores of the last window."""
+    cpus = cpus or os.cpu_count() or 1
+    t0 = time.monotonic()
+    while True:
+        before = cpu_times()
+        await asyncio.sleep(window)
+        busy = busy_cores(before, cpu_times(), cpus)
+        waited = time.monotonic() - t0
+        if busy < busy_below or waited >= timeout:
+            return {"seconds": round(waited, 1), "busy_cores": round(busy, 2)}
+
+
 # ---------------------------------------------------------------------------------- contenders
 @dataclass
 class ContenderProcess:

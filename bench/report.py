@@ -216,6 +216,10 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_fmt(v['p50'], 3)} | {_fmt(v['p99'], 3)} | {r['writes']['object_writes_per_task']} | "
                          f"{r['writes']['event_writes_per_task']} | {_fmt(r.get('cpu_ms_per_task'), 1)} | "
                          f"{_fmt(r.get('apiserver_cpu_ms_per_task'), 1)} | {busy} |")
+        waits = [f"{c} {r['quiet_before']['seconds']} s" for c, r in steady.items() if r.get("quiet_before")]
+        if waits:
+            lines += ["", "Each contender's load started once the machine had been quiet (under 0.3 cores busy "
+                      "for 5 s); waited: " + ", ".join(waits) + "."]
         lines += ["", "**API writes per task lifecycle** (steady scenario, API server `apiserver_request_total`, "
                   "load generator's creates removed)", "", "| contender | writes per task by verb and resource |",
                   "|---|---|"]

@@ -18,7 +18,7 @@ from typing import Any
 from . import contenders
 from .agents import INSTANT_TYPE, LATENCY_TYPE, read_call_log
 from .harness import (BoxCpuSampler, ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes,
-                      settled_writes, write_delta)
+                      settled_writes, wait_quiet, write_delta)
 from .kube import ApiError, Kube, tasks_path
 from .loadgen import Observer, create_all, create_at_rate, create_namespace, task_manifest
 
@@ -184,7 +184,12 @@ async def burst(ctx: Ctx, contender: str, n: int, round_: int = 0) -> dict[str, 
 # ---------------------------------------------------------------------------------- steady
 async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_seconds: float = 2.0,
                  poll: str = "1s", create_latency: float = 0.05, get_latency: float = 0.02) -> dict[str, Any]:
-    """Open-loop load of latency-agent tasks; latency of apply→create and terminal→visible."""
+    """Open-loop load of latency-agent tasks; latency of apply→create and terminal→visible.
+
+    Starts once the machine is quiet (:func:`~bench.harness.wait_quiet`): the contenders run
+    one after another, the first right after the bursts, and a latency tail measures whatever
+    else is using the cores."""
+    quiet = await wait_quiet()
     ns = ctx.namespace(f"steady-{contender}")
     await create_namespace(ctx.kube, ns)
     observer = await Observer(ctx.kube, ns).start()
@@ -225,7 +230,7 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         "cpu_ms_per_task": round(1000 * (cpu1 - cpu0) / max(n, 1), 2),
         "apiserver_cpu_ms_per_task": round(1000 * (api1 - api0) / max(n, 1), 2) if ctx.apiserver_pid else None,
         "apply_to_create": summary(to_create), "terminal_to_visible": summary(to_visible),
-        "box_cpu": box_cpu, "box_cpu_samples": box.samples,
+        "box_cpu": box_cpu, "box_cpu_samples": box.samples, "quiet_before": quiet,
         "apply_to_create_samples": [round(v, 4) for v in to_create],
         "terminal_to_visible_samples": [round(v, 4) for v in to_visible],
         "agent_calls": calls.counts,

@@ -3,6 +3,7 @@ so a report can tell a contender's latency from a machine that ran out of cores.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,9 @@ def test_the_sampler_reads_this_machine() -> None:
 def test_the_steady_table_shows_how_busy_the_machine_was() -> None:
     r = results()
     r["steady"]["operator"]["box_cpu"] = {"cpus": 2, "mean_cores": 1.97, "saturated_share": 0.9}
+    r["steady"]["operator"]["quiet_before"] = {"seconds": 12.5, "busy_cores": 0.1}
     text = report.markdown(r)
+    assert "waited: operator 12.5 s." in text
     assert "| 1.97 of 2 (0.90) |" in text
     assert "machine busy, cores" in text
 
@@ -58,3 +61,10 @@ def test_the_summary_can_cover_a_window_of_the_samples() -> None:
     summary = sampler.stop(end=first)
     assert 0 < first < len(sampler.samples)
     assert summary["mean_cores"] == harness.summarize_box_cpu(sampler.samples[:first], sampler.cpus)["mean_cores"]
+
+
+def test_wait_quiet_returns_once_the_machine_is_idle_or_the_timeout_passed() -> None:
+    quiet = asyncio.run(harness.wait_quiet(busy_below=3.0, window=0.05, cpus=2))  # always "quiet"
+    assert quiet["seconds"] < 1.0 and 0.0 <= quiet["busy_cores"] <= 2.0
+    busy = asyncio.run(harness.wait_quiet(busy_below=-1.0, window=0.05, timeout=0.12, cpus=2))  # never
+    assert busy["seconds"] >= 0.12
