@@ -62,6 +62,49 @@ async def scrape_writes(kube: Kube) -> Counts:
     return dict(counts)
 
 
+#: the API server's Go runtime counters a steady run reports (runtime/metrics, as client_golang
+#: exports them): its garbage collector runs in cycles whose frequency follows what each request
+#: allocates, and during a cycle it marks on every core it finds idle - on a machine the
+#: contender shares with the control plane, the contender's cores too
+RUNTIME_COUNTERS = {
+    "gc_cycles": "go_gc_cycles_total_gc_cycles_total",
+    "alloc_bytes": "go_gc_heap_allocs_bytes_total",
+    "gc_cpu_seconds": "go_cpu_classes_gc_total_cpu_seconds_total",
+    "gc_idle_mark_cpu_seconds": "go_cpu_classes_gc_mark_idle_cpu_seconds_total",
+}
+
+
+def parse_runtime(text: str) -> dict[str, float]:
+    """The :data:`RUNTIME_COUNTERS` in a ``/metrics`` text (missing ones left out)."""
+    wanted = {metric: key for key, metric in RUNTIME_COUNTERS.items()}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            out[wanted[name]] = float(value)
+    return out
+
+
+async def scrape_runtime(kube: Kube) -> dict[str, float]:
+    """The API server's Go runtime counters now (:func:`parse_runtime`)."""
+    return parse_runtime(await kube.text("/metrics"))
+
+
+def runtime_per_task(before: Mapping[str, float], after: Mapping[str, float], tasks: int) -> dict[str, float | None]:
+    """GC cycles between two :func:`scrape_runtime` readings, and per task: KB the API server
+    allocated, ms of CPU its garbage collector used (and of that, marking on idle cores)."""
+    def delta(key: str) -> float | None:
+        return after[key] - before[key] if key in after and key in before else None
+
+    def per_task(key: str, scale: float) -> float | None:
+        d = delta(key)
+        return round(d * scale / max(tasks, 1), 2) if d is not None else None
+
+    return {"gc_cycles": delta("gc_cycles"), "alloc_kb_per_task": per_task("alloc_bytes", 1 / 1024),
+            "gc_cpu_ms_per_task": per_task("gc_cpu_seconds", 1000),
+            "gc_idle_mark_cpu_ms_per_task": per_task("gc_idle_mark_cpu_seconds", 1000)}
+
+
 #: resources whose writes belong to a contender's task lifecycles
 LIFECYCLE_RESOURCES = frozenset({"agenttasks", "events"})
 

@@ -220,6 +220,15 @@ def markdown(results: dict[str, Any]) -> str:
         if waits:
             lines += ["", "Each contender's load started once the machine had been quiet (under 0.3 cores busy "
                       "for 5 s); waited: " + ", ".join(waits) + "."]
+        runtime = {c: r["apiserver_runtime"] for c, r in steady.items() if r.get("apiserver_runtime")}
+        if runtime:
+            lines += ["", "**The API server's Go runtime during the steady load** (its `/metrics`; a garbage "
+                      "collection cycle marks on every idle core, the contender's too)", "",
+                      "| contender | GC cycles | allocated KB/task | GC CPU ms/task | of which on idle cores |",
+                      "|---|---|---|---|---|"]
+            for c, g in runtime.items():
+                lines.append(f"| {c} | {_fmt(g.get('gc_cycles'), 0)} | {_fmt(g.get('alloc_kb_per_task'), 0)} | "
+                             f"{_fmt(g.get('gc_cpu_ms_per_task'), 1)} | {_fmt(g.get('gc_idle_mark_cpu_ms_per_task'), 1)} |")
         lines += ["", "**API writes per task lifecycle** (steady scenario, API server `apiserver_request_total`, "
                   "load generator's creates removed)", "", "| contender | writes per task by verb and resource |",
                   "|---|---|"]

@@ -18,7 +18,7 @@ from typing import Any
 from . import contenders
 from .agents import INSTANT_TYPE, LATENCY_TYPE, read_call_log
 from .harness import (BoxCpuSampler, ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes,
-                      settled_writes, wait_quiet, write_delta)
+                      runtime_per_task, scrape_runtime, settled_writes, wait_quiet, write_delta)
 from .kube import ApiError, Kube, tasks_path
 from .loadgen import Observer, create_all, create_at_rate, create_namespace, task_manifest
 
@@ -200,6 +200,7 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         names = [f"s{i:05d}" for i in range(n)]
         bodies = [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=run_seconds,
                                 create_latency=create_latency, get_latency=get_latency) for x in names]
+        runtime0 = await scrape_runtime(ctx.kube)
         before, cpu0, api0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
         box = BoxCpuSampler()
         loaded = None
@@ -210,6 +211,7 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         finally:
             box_cpu = box.stop(end=loaded)
         after, cpu1, api1 = await settled_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
+        runtime1 = await scrape_runtime(ctx.kube)
     finally:
         proc.stop()
         await observer.stop()
@@ -231,6 +233,7 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         "apiserver_cpu_ms_per_task": round(1000 * (api1 - api0) / max(n, 1), 2) if ctx.apiserver_pid else None,
         "apply_to_create": summary(to_create), "terminal_to_visible": summary(to_visible),
         "box_cpu": box_cpu, "box_cpu_samples": box.samples, "quiet_before": quiet,
+        "apiserver_runtime": runtime_per_task(runtime0, runtime1, n),
         "apply_to_create_samples": [round(v, 4) for v in to_create],
         "terminal_to_visible_samples": [round(v, 4) for v in to_visible],
         "agent_calls": calls.counts,

@@ -68,3 +68,31 @@ def test_wait_quiet_returns_once_the_machine_is_idle_or_the_timeout_passed() -> 
     assert quiet["seconds"] < 1.0 and 0.0 <= quiet["busy_cores"] <= 2.0
     busy = asyncio.run(harness.wait_quiet(busy_below=-1.0, window=0.05, timeout=0.12, cpus=2))  # never
     assert busy["seconds"] >= 0.12
+
+
+METRICS = """# HELP go_gc_cycles_total_gc_cycles_total Count of all completed GC cycles.
+# TYPE go_gc_cycles_total_gc_cycles_total counter
+go_gc_cycles_total_gc_cycles_total {cycles}
+go_gc_heap_allocs_bytes_total {alloc}
+go_cpu_classes_gc_total_cpu_seconds_total {gc}
+go_cpu_classes_gc_mark_idle_cpu_seconds_total {idle}
+go_cpu_classes_gc_mark_idle_cpu_seconds_total_other 99
+apiserver_request_total{{verb="PATCH"}} 3
+"""
+
+
+def test_the_api_servers_garbage_collector_per_task_from_two_scrapes() -> None:
+    before = harness.parse_runtime(METRICS.format(cycles=10, alloc=1e9, gc=5.0, idle=2.0))
+    assert before == {"gc_cycles": 10.0, "alloc_bytes": 1e9, "gc_cpu_seconds": 5.0, "gc_idle_mark_cpu_seconds": 2.0}
+    after = harness.parse_runtime(METRICS.format(cycles=16, alloc=1e9 + 1000 * 2048 * 1024, gc=9.0, idle=4.5))
+    per = harness.runtime_per_task(before, after, tasks=1000)
+    assert per == {"gc_cycles": 6.0, "alloc_kb_per_task": 2048.0, "gc_cpu_ms_per_task": 4.0,
+                   "gc_idle_mark_cpu_ms_per_task": 2.5}
+    assert harness.runtime_per_task({}, after, tasks=1000)["gc_cycles"] is None  # an API server without them
+
+
+def test_the_steady_report_has_the_api_servers_garbage_collector() -> None:
+    r = results()
+    r["steady"]["operator"]["apiserver_runtime"] = {"gc_cycles": 21.0, "alloc_kb_per_task": 4100.0,
+                                                    "gc_cpu_ms_per_task": 6.25, "gc_idle_mark_cpu_ms_per_task": 3.5}
+    assert "| operator | 21 | 4100 | 6.2 | 3.5 |" in report.markdown(r)
