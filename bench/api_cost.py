@@ -23,9 +23,10 @@ and the operator's without one part (the Event, the conditions, ``status.agent``
 conditions' ``observedGeneration``).  Each round creates ``--block`` fresh objects per
 sequence (not measured), then replays the sequence on them with two watches open (a
 contender's and an observer's, as in the scenarios) and reads the API server's and etcd's
-CPU; sequences alternate order round by round.  On a long-lived control plane the API
-server's heap grows with every object kept and its garbage collector makes blocks bimodal:
-use a fresh one (the default).
+CPU and what the API server allocated (its Go runtime's counter: how often its garbage
+collector runs follows it); sequences alternate order round by round.  On a long-lived
+control plane the API server's heap grows with every object kept and its garbage collector
+makes blocks bimodal: use a fresh one (the default).
 
 Starts its own control plane unless ``--kubeconfig`` names one started by ``make cluster-up``.
 """
@@ -50,7 +51,7 @@ from agent_operator.crd.phases import Phase
 from agent_operator.crd.status import AgentInfo, AgentTaskStatus
 from agent_operator.testing.controlplane import ControlPlane
 
-from .harness import install_crd
+from .harness import install_crd, scrape_runtime
 from .kube import Kube, tasks_path
 from .loadgen import create_namespace, task_manifest
 
@@ -197,15 +198,24 @@ async def _drain(kube: Kube, ns: str) -> None:
         pass
 
 
+async def _allocated(kube: Kube) -> float:
+    """Bytes the API server has allocated so far (its Go runtime's counter)."""
+    return (await scrape_runtime(kube)).get("alloc_bytes", 0.0)
+
+
 async def measure_lifecycles(kubeconfig: Path, apiserver_pid: int, etcd_pid: int, block: int,
-                             rounds: int, only: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
-    """(API server, etcd) CPU ms per lifecycle, per sequence (``only``: these), one pair per round."""
+                             rounds: int, only: list[str] | None = None) -> dict[str, list[tuple[float, float, float]]]:
+    """(API server CPU ms, etcd CPU ms, API server KB allocated) per lifecycle, per sequence
+    (``only``: these), one triple per round.  What the API server allocates decides how often
+    its garbage collector runs; the two ``/metrics`` scrapes around a block are subtracted."""
     seqs = {name: writes for name, writes in sequences().items() if not only or name in only}
-    out: dict[str, list[tuple[float, float]]] = {name: [] for name in seqs}
+    out: dict[str, list[tuple[float, float, float]]] = {name: [] for name in seqs}
     async with Kube(kubeconfig, limit=40) as kube:
         ns = f"api-cost-lifecycles-{int(time.time())}"
         await create_namespace(kube, ns)
         watches = [asyncio.create_task(_drain(kube, ns)) for _ in range(2)]
+        scrape = await _allocated(kube)
+        scrape = await _allocated(kube) - scrape  # what one scrape of /metrics allocates
         try:
             n = 0
             for round_ in range(rounds):
@@ -219,14 +229,16 @@ async def measure_lifecycles(kubeconfig: Path, apiserver_pid: int, etcd_pid: int
 
                     await _each(block, create, concurrency=16)
                     await asyncio.sleep(0.5)
+                    alloc0 = await _allocated(kube)
                     api0, etcd0 = _cpu_seconds(apiserver_pid), _cpu_seconds(etcd_pid)
                     await _each(block, lambda i: _replay(kube, ns, created[i], seqs[name]), concurrency=16)
                     await asyncio.sleep(0.3)  # the watches' fan-out of the last writes
                     api = 1000 * (_cpu_seconds(apiserver_pid) - api0) / block
                     etcd = 1000 * (_cpu_seconds(etcd_pid) - etcd0) / block
-                    out[name].append((round(api, 2), round(etcd, 2)))
-                    print(f"round {round_ + 1}: {name:50s} API server {api:5.2f} ms, etcd {etcd:4.2f} ms "
-                          f"per lifecycle", flush=True)
+                    kb = (await _allocated(kube) - alloc0 - scrape) / 1024 / block
+                    out[name].append((round(api, 2), round(etcd, 2), round(kb, 1)))
+                    print(f"round {round_ + 1}: {name:50s} API server {api:5.2f} ms, etcd {etcd:4.2f} ms, "
+                          f"{kb:6.0f} KB allocated per lifecycle", flush=True)
         finally:
             for w in watches:
                 w.cancel()
@@ -255,9 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.lifecycles:
             result = asyncio.run(measure_lifecycles(kubeconfig, int(pids["kube-apiserver"]), int(pids["etcd"]),
                                                     args.block, rounds, args.only))
-            return {name: {"apiserver_ms": [a for a, _ in v], "etcd_ms": [e for _, e in v],
-                           "apiserver_median": round(_median([a for a, _ in v]), 2),
-                           "etcd_median": round(_median([e for _, e in v]), 2)} for name, v in result.items()}
+            return {name: {"apiserver_ms": [a for a, _, _ in v], "etcd_ms": [e for _, e, _ in v],
+                           "alloc_kb": [k for _, _, k in v],
+                           "apiserver_median": round(_median([a for a, _, _ in v]), 2),
+                           "etcd_median": round(_median([e for _, e, _ in v]), 2),
+                           "alloc_kb_median": round(_median([k for _, _, k in v]), 1)}
+                    for name, v in result.items()}
         shaped = asyncio.run(measure(kubeconfig, int(pids["kube-apiserver"]), args.tasks, rounds))
         return {name: {"ms_per_update": values, "mean": round(sum(values) / len(values), 2)}
                 for name, values in shaped.items()}

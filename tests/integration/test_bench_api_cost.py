@@ -35,6 +35,7 @@ def test_api_cost_lifecycles_replays_every_write_sequence() -> None:
     assert {"kopf floor", "operator", "operator without the Event", "operator, instant task (burst)"} <= set(result)
     for sequence in result.values():
         assert len(sequence["apiserver_ms"]) == 1 and sequence["apiserver_median"] > 0
+        assert len(sequence["alloc_kb"]) == 1 and sequence["alloc_kb_median"] > 0
 
 
 @pytest.mark.cluster
