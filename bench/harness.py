@@ -230,15 +230,16 @@ class BoxCpuSampler:
             last = now
 
     def mark(self) -> int:
-        """How many samples there are so far: :meth:`stop` can summarise from here on, or up to here."""
+        """How many samples there are so far: :meth:`stop` can summarise up to here."""
         return len(self.samples)
 
-    def stop(self, start: int = 0, end: int | None = None) -> dict[str, float | int | None]:
+    def stop(self, end: int | None = None) -> dict[str, float | int | None]:
         """Stop sampling; mean busy cores and the share of samples with >= 95% of them busy,
-        over the samples from ``start`` up to ``end`` (two :meth:`mark` readings; all by default)."""
+        over the samples up to ``end`` (a :meth:`mark` reading; all by default).  The samples
+        stay in :attr:`samples`."""
         self._stop.set()
         self._thread.join()
-        return summarize_box_cpu(self.samples[start:end], self.cpus)
+        return summarize_box_cpu(self.samples[:end], self.cpus)
 
 
 def summarize_box_cpu(samples: list[float], cpus: int) -> dict[str, float | int | None]:

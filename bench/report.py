@@ -228,7 +228,8 @@ def markdown(results: dict[str, Any]) -> str:
                       "|---|---|---|---|---|"]
             for c, g in runtime.items():
                 lines.append(f"| {c} | {_fmt(g.get('gc_cycles'), 0)} | {_fmt(g.get('alloc_kb_per_task'), 0)} | "
-                             f"{_fmt(g.get('gc_cpu_ms_per_task'), 1)} | {_fmt(g.get('gc_idle_mark_cpu_ms_per_task'), 1)} |")
+                             f"{_fmt(g.get('gc_cpu_ms_per_task'), 1)} | "
+                             f"{_fmt(g.get('gc_idle_mark_cpu_ms_per_task'), 1)} |")
         lines += ["", "**API writes per task lifecycle** (steady scenario, API server `apiserver_request_total`, "
                   "load generator's creates removed)", "", "| contender | writes per task by verb and resource |",
                   "|---|---|"]
