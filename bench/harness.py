@@ -251,7 +251,7 @@ def summarize_box_cpu(samples: list[float], cpus: int) -> dict[str, float | int 
             "saturated_share": round(saturated / len(samples), 3)}
 
 
-async def wait_quiet(*, busy_below: float = 0.3, window: float = 5.0, timeout: float = 180.0,
+async def wait_quiet(*, busy_below: float = 0.3, window: float = 5.0, timeout: float = 60.0,
                      cpus: int | None = None) -> dict[str, float]:
     """Wait until the whole machine was nearly idle (fewer than ``busy_below`` cores busy)
     for ``window`` seconds in a row, or ``timeout`` passed: what a scenario before left

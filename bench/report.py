@@ -216,10 +216,13 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_fmt(v['p50'], 3)} | {_fmt(v['p99'], 3)} | {r['writes']['object_writes_per_task']} | "
                          f"{r['writes']['event_writes_per_task']} | {_fmt(r.get('cpu_ms_per_task'), 1)} | "
                          f"{_fmt(r.get('apiserver_cpu_ms_per_task'), 1)} | {busy} |")
-        waits = [f"{c} {r['quiet_before']['seconds']} s" for c, r in steady.items() if r.get("quiet_before")]
+        waits = [f"{c} {r['quiet_before']['seconds']} s"
+                 + (f" (still {r['quiet_before']['busy_cores']} cores busy)" if r["quiet_before"]["busy_cores"] >= 0.3
+                    else "")
+                 for c, r in steady.items() if r.get("quiet_before")]
         if waits:
             lines += ["", "Each contender's load started once the machine had been quiet (under 0.3 cores busy "
-                      "for 5 s); waited: " + ", ".join(waits) + "."]
+                      "for 5 s, or for at most 60 s); waited: " + ", ".join(waits) + "."]
         runtime = {c: r["apiserver_runtime"] for c, r in steady.items() if r.get("apiserver_runtime")}
         if runtime:
             lines += ["", "**The API server's Go runtime during the steady load** (its `/metrics`; a garbage "

@@ -49,6 +49,8 @@ def test_the_steady_table_shows_how_busy_the_machine_was() -> None:
     r["steady"]["operator"]["quiet_before"] = {"seconds": 12.5, "busy_cores": 0.1}
     text = report.markdown(r)
     assert "waited: operator 12.5 s." in text
+    r["steady"]["operator"]["quiet_before"] = {"seconds": 60.0, "busy_cores": 0.8}
+    assert "waited: operator 60.0 s (still 0.8 cores busy)." in report.markdown(r)
     assert "| 1.97 of 2 (0.90) |" in text
     assert "machine busy, cores" in text
 
