@@ -49,7 +49,11 @@ def install_crd(cp: ControlPlane) -> str:
 
 async def scrape_writes(kube: Kube) -> Counts:
     """Current ``apiserver_request_total`` of write verbs, summed over codes and scopes."""
-    text = await kube.text("/metrics")
+    return parse_writes(await kube.text("/metrics"))
+
+
+def parse_writes(text: str) -> Counts:
+    """The write counters of :func:`scrape_writes` in a ``/metrics`` text."""
     counts: dict[tuple[str, str, str], float] = collections.defaultdict(float)
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):

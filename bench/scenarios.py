@@ -17,8 +17,9 @@ from typing import Any
 
 from . import contenders
 from .agents import INSTANT_TYPE, LATENCY_TYPE, read_call_log
-from .harness import (BoxCpuSampler, ContenderProcess, Counts, cpu_seconds, label, rss_bytes, scrape_writes,
-                      runtime_per_task, scrape_runtime, settled_writes, wait_quiet, write_delta)
+from .harness import (BoxCpuSampler, ContenderProcess, Counts, cpu_seconds, label, parse_runtime, parse_writes,
+                      rss_bytes, runtime_per_task, scrape_runtime, scrape_writes, settled_writes, wait_quiet,
+                      write_delta)
 from .kube import ApiError, Kube, tasks_path
 from .loadgen import Observer, create_all, create_at_rate, create_namespace, task_manifest
 
@@ -200,8 +201,9 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
         names = [f"s{i:05d}" for i in range(n)]
         bodies = [task_manifest(x, LATENCY_TYPE, poll=poll, run_seconds=run_seconds,
                                 create_latency=create_latency, get_latency=get_latency) for x in names]
-        runtime0 = await scrape_runtime(ctx.kube)
-        before, cpu0, api0 = await scrape_writes(ctx.kube), cpu_seconds(proc.pid), _api_cpu(ctx)
+        metrics = await ctx.kube.text("/metrics")  # one scrape: each costs the API server ~4.5 MB
+        before, runtime0 = parse_writes(metrics), parse_runtime(metrics)
+        cpu0, api0 = cpu_seconds(proc.pid), _api_cpu(ctx)
         box = BoxCpuSampler()
         loaded = None
         try:
