@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -51,7 +50,7 @@ from agent_operator.crd.phases import Phase
 from agent_operator.crd.status import AgentInfo, AgentTaskStatus
 from agent_operator.testing.controlplane import ControlPlane
 
-from .harness import install_crd, scrape_runtime
+from .harness import cpu_seconds, install_crd, scrape_runtime
 from .kube import Kube, tasks_path
 from .loadgen import create_namespace, task_manifest
 
@@ -78,11 +77,6 @@ def shapes() -> dict[str, dict[str, Any]]:
             "succeeded+false": with_false}
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _each(n: int, call: Callable[[int], Awaitable[Any]], concurrency: int = 32) -> None:
     slots = asyncio.Semaphore(concurrency)
 
@@ -104,12 +98,12 @@ async def measure(kubeconfig: Path, apiserver_pid: int, tasks: int, rounds: int)
                 await _each(tasks, lambda i: kube.create(ns, task_manifest(f"t{i:05d}", "bench-instant")))
                 await _each(tasks, lambda i: kube.merge_patch(tasks_path(ns, f"t{i:05d}", "status"),
                                                                {"status": status}))
-                before = _cpu_seconds(apiserver_pid)
+                before = cpu_seconds(apiserver_pid)
                 await _each(tasks, lambda i: kube.merge_patch(tasks_path(ns, f"t{i:05d}", "status"),
                                                                {"status": {"message": "again"}}))
                 await _each(tasks, lambda i: kube.merge_patch(tasks_path(ns, f"t{i:05d}"),
                                                                {"metadata": {"labels": {"touched": "1"}}}))
-                ms = 1000 * (_cpu_seconds(apiserver_pid) - before) / (2 * tasks)
+                ms = 1000 * (cpu_seconds(apiserver_pid) - before) / (2 * tasks)
                 out[name].append(round(ms, 2))
                 print(f"round {round_ + 1}: {name:16s} {len(json.dumps(status)):5d} bytes of status: "
                       f"{ms:5.2f} ms API-server CPU per update", flush=True)
@@ -230,11 +224,11 @@ async def measure_lifecycles(kubeconfig: Path, apiserver_pid: int, etcd_pid: int
                     await _each(block, create, concurrency=16)
                     await asyncio.sleep(0.5)
                     alloc0 = await _allocated(kube)
-                    api0, etcd0 = _cpu_seconds(apiserver_pid), _cpu_seconds(etcd_pid)
+                    api0, etcd0 = cpu_seconds(apiserver_pid), cpu_seconds(etcd_pid)
                     await _each(block, lambda i: _replay(kube, ns, created[i], seqs[name]), concurrency=16)
                     await asyncio.sleep(0.3)  # the watches' fan-out of the last writes
-                    api = 1000 * (_cpu_seconds(apiserver_pid) - api0) / block
-                    etcd = 1000 * (_cpu_seconds(etcd_pid) - etcd0) / block
+                    api = 1000 * (cpu_seconds(apiserver_pid) - api0) / block
+                    etcd = 1000 * (cpu_seconds(etcd_pid) - etcd0) / block
                     kb = (await _allocated(kube) - alloc0 - scrape) / 1024 / block
                     out[name].append((round(api, 2), round(etcd, 2), round(kb, 1)))
                     print(f"round {round_ + 1}: {name:50s} API server {api:5.2f} ms, etcd {etcd:4.2f} ms, "
