@@ -75,6 +75,8 @@ RUNTIME_COUNTERS = {
     "alloc_bytes": "go_gc_heap_allocs_bytes_total",
     "gc_cpu_seconds": "go_cpu_classes_gc_total_cpu_seconds_total",
     "gc_idle_mark_cpu_seconds": "go_cpu_classes_gc_mark_idle_cpu_seconds_total",
+    # a gauge, not a counter: the heap the last collection left alive (what the next one marks)
+    "heap_live_bytes": "go_gc_heap_live_bytes",
 }
 
 
@@ -96,7 +98,8 @@ async def scrape_runtime(kube: Kube) -> dict[str, float]:
 
 def runtime_per_task(before: Mapping[str, float], after: Mapping[str, float], tasks: int) -> dict[str, float | None]:
     """GC cycles between two :func:`scrape_runtime` readings, and per task: KB the API server
-    allocated, ms of CPU its garbage collector used (and of that, marking on idle cores)."""
+    allocated, ms of CPU its garbage collector used (and of that, marking on idle cores); the
+    live heap (MB) at each reading."""
     def delta(key: str) -> float | None:
         return after[key] - before[key] if key in after and key in before else None
 
@@ -104,9 +107,13 @@ def runtime_per_task(before: Mapping[str, float], after: Mapping[str, float], ta
         d = delta(key)
         return round(d * scale / max(tasks, 1), 2) if d is not None else None
 
+    def mb(reading: Mapping[str, float]) -> float | None:
+        return round(reading["heap_live_bytes"] / 2**20, 1) if "heap_live_bytes" in reading else None
+
     return {"gc_cycles": delta("gc_cycles"), "alloc_kb_per_task": per_task("alloc_bytes", 1 / 1024),
             "gc_cpu_ms_per_task": per_task("gc_cpu_seconds", 1000),
-            "gc_idle_mark_cpu_ms_per_task": per_task("gc_idle_mark_cpu_seconds", 1000)}
+            "gc_idle_mark_cpu_ms_per_task": per_task("gc_idle_mark_cpu_seconds", 1000),
+            "heap_live_mb_before": mb(before), "heap_live_mb_after": mb(after)}
 
 
 #: resources whose writes belong to a contender's task lifecycles

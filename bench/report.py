@@ -223,16 +223,26 @@ def markdown(results: dict[str, Any]) -> str:
         if waits:
             lines += ["", "Each contender's load started once the machine had been quiet (under 0.3 cores busy "
                       "for 5 s, or for at most 60 s); waited: " + ", ".join(waits) + "."]
+        planes = {r.get("control_plane") for r in steady.values()}
+        if planes == {"fresh"}:
+            lines += ["", "Each contender ran on a control plane of its own, started for its load (etcd empty but "
+                      "for the CRD): a latency tail measures the control plane's state as much as the contender."]
+        elif "shared" in planes:
+            lines += ["", "The contenders ran one after another on the control plane of the other scenarios, in "
+                      "this order: " + ", ".join(steady) + " (a latency tail depends on what ran before it)."]
         runtime = {c: r["apiserver_runtime"] for c, r in steady.items() if r.get("apiserver_runtime")}
         if runtime:
             lines += ["", "**The API server's Go runtime during the steady load** (its `/metrics`; a garbage "
                       "collection cycle marks on every idle core, the contender's too)", "",
-                      "| contender | GC cycles | allocated KB/task | GC CPU ms/task | of which on idle cores |",
-                      "|---|---|---|---|---|"]
+                      "| contender | GC cycles | allocated KB/task | GC CPU ms/task | of which on idle cores "
+                      "| live heap MB, before → after |",
+                      "|---|---|---|---|---|---|"]
             for c, g in runtime.items():
+                heap = (f"{_fmt(g.get('heap_live_mb_before'), 0)} → {_fmt(g.get('heap_live_mb_after'), 0)}"
+                        if g.get("heap_live_mb_before") is not None else "–")
                 lines.append(f"| {c} | {_fmt(g.get('gc_cycles'), 0)} | {_fmt(g.get('alloc_kb_per_task'), 0)} | "
                              f"{_fmt(g.get('gc_cpu_ms_per_task'), 1)} | "
-                             f"{_fmt(g.get('gc_idle_mark_cpu_ms_per_task'), 1)} |")
+                             f"{_fmt(g.get('gc_idle_mark_cpu_ms_per_task'), 1)} | {heap} |")
         lines += ["", "**API writes per task lifecycle** (steady scenario, API server `apiserver_request_total`, "
                   "load generator's creates removed)", "", "| contender | writes per task by verb and resource |",
                   "|---|---|"]

@@ -187,9 +187,9 @@ async def steady(ctx: Ctx, contender: str, rate: float, seconds: float, *, run_s
                  poll: str = "1s", create_latency: float = 0.05, get_latency: float = 0.02) -> dict[str, Any]:
     """Open-loop load of latency-agent tasks; latency of apply→create and terminal→visible.
 
-    Starts once the machine is quiet (:func:`~bench.harness.wait_quiet`): the contenders run
-    one after another, the first right after the bursts, and a latency tail measures whatever
-    else is using the cores."""
+    Starts once the machine is quiet (:func:`~bench.harness.wait_quiet`): a latency tail
+    measures whatever else is using the cores (``bench.run`` gives each contender a control
+    plane of its own when it starts them, for the same reason)."""
     quiet = await wait_quiet()
     ns = ctx.namespace(f"steady-{contender}")
     await create_namespace(ctx.kube, ns)

@@ -78,18 +78,21 @@ go_gc_cycles_total_gc_cycles_total {cycles}
 go_gc_heap_allocs_bytes_total {alloc}
 go_cpu_classes_gc_total_cpu_seconds_total {gc}
 go_cpu_classes_gc_mark_idle_cpu_seconds_total {idle}
+go_gc_heap_live_bytes {live}
 go_cpu_classes_gc_mark_idle_cpu_seconds_total_other 99
 apiserver_request_total{{verb="PATCH"}} 3
 """
 
 
 def test_the_api_servers_garbage_collector_per_task_from_two_scrapes() -> None:
-    before = harness.parse_runtime(METRICS.format(cycles=10, alloc=1e9, gc=5.0, idle=2.0))
-    assert before == {"gc_cycles": 10.0, "alloc_bytes": 1e9, "gc_cpu_seconds": 5.0, "gc_idle_mark_cpu_seconds": 2.0}
-    after = harness.parse_runtime(METRICS.format(cycles=16, alloc=1e9 + 1000 * 2048 * 1024, gc=9.0, idle=4.5))
+    before = harness.parse_runtime(METRICS.format(cycles=10, alloc=1e9, gc=5.0, idle=2.0, live=150 * 2**20))
+    assert before == {"gc_cycles": 10.0, "alloc_bytes": 1e9, "gc_cpu_seconds": 5.0, "gc_idle_mark_cpu_seconds": 2.0,
+                      "heap_live_bytes": 150 * 2**20}
+    after = harness.parse_runtime(METRICS.format(cycles=16, alloc=1e9 + 1000 * 2048 * 1024, gc=9.0, idle=4.5,
+                                                 live=201.26 * 2**20))
     per = harness.runtime_per_task(before, after, tasks=1000)
     assert per == {"gc_cycles": 6.0, "alloc_kb_per_task": 2048.0, "gc_cpu_ms_per_task": 4.0,
-                   "gc_idle_mark_cpu_ms_per_task": 2.5}
+                   "gc_idle_mark_cpu_ms_per_task": 2.5, "heap_live_mb_before": 150.0, "heap_live_mb_after": 201.3}
     assert harness.runtime_per_task({}, after, tasks=1000)["gc_cycles"] is None  # an API server without them
 
 
@@ -97,4 +100,18 @@ def test_the_steady_report_has_the_api_servers_garbage_collector() -> None:
     r = results()
     r["steady"]["operator"]["apiserver_runtime"] = {"gc_cycles": 21.0, "alloc_kb_per_task": 4100.0,
                                                     "gc_cpu_ms_per_task": 6.25, "gc_idle_mark_cpu_ms_per_task": 3.5}
-    assert "| operator | 21 | 4100 | 6.2 | 3.5 |" in report.markdown(r)
+    assert "| operator | 21 | 4100 | 6.2 | 3.5 | – |" in report.markdown(r)  # a run before the live heap was read
+    r["steady"]["operator"]["apiserver_runtime"].update(heap_live_mb_before=150.0, heap_live_mb_after=201.3)
+    assert "| operator | 21 | 4100 | 6.2 | 3.5 | 150 → 201 |" in report.markdown(r)
+
+
+def test_the_steady_report_says_whose_control_plane_each_load_ran_on() -> None:
+    r = results()
+    for row in r["steady"].values():
+        row["control_plane"] = "fresh"
+    assert "Each contender ran on a control plane of its own" in report.markdown(r)
+    for row in r["steady"].values():
+        row["control_plane"] = "shared"  # an external cluster (--kubeconfig): one after another
+    text = report.markdown(r)
+    assert "Each contender ran on a control plane of its own" not in text
+    assert "in this order: " + ", ".join(r["steady"]) + " (" in text
